@@ -1,0 +1,3 @@
+from mlx_rsi.cli import main
+
+main()

@@ -1,0 +1,100 @@
+"""Session-log readers, one module per format, found through a lazy registry.
+
+Each reader module exposes a module-level ``READER`` object satisfying
+:class:`SourceReader`. The registry maps a format name to ``"module:attribute"``
+so that listing formats imports nothing heavy, and a typo gets a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlx_rsi.errors import UsageError
+from mlx_rsi.records import Session
+
+# How many bytes of a file's head ``detect`` gets to look at.
+HEAD_BYTES = 64 * 1024
+
+
+@dataclass
+class ReadResult:
+    """What one pass over a file produced.
+
+    ``sessions`` hold the messages read in this pass (each message with a stable
+    ``key``); the store upserts them by (session id, key), so a message read twice
+    is stored once. ``end_offset`` is the byte offset up to which the file was
+    consumed (complete records only: a partial last line is left for next time).
+    ``carry`` is the reader's own JSON-serializable state to resume from there.
+    """
+
+    sessions: list[Session]
+    end_offset: int
+    carry: dict[str, Any] = field(default_factory=dict)
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Limits every reader honours (from the ``sources`` config section)."""
+
+    max_line_bytes: int = 32 * 1024 * 1024  # a longer line is skipped as "line_too_long"
+
+
+class SourceReader(Protocol):
+    name: str
+
+    def detect(self, path: Path, head: bytes) -> float:
+        """Confidence 0..1 that the file is in this format, judged by its content."""
+        ...
+
+    def read(
+        self,
+        path: Path,
+        start: int = 0,
+        carry: dict[str, Any] | None = None,
+        options: ReadOptions | None = None,
+    ) -> ReadResult:
+        """Read the file from byte ``start`` (with ``carry`` from the previous pass)."""
+        ...
+
+
+# name -> "module:attribute"; modules are imported only when a format is used.
+REGISTRY: dict[str, str] = {
+    "collector": "mlx_rsi.sources.collector:READER",
+}
+
+
+def format_names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get_reader(name: str) -> SourceReader:
+    target = REGISTRY.get(name)
+    if target is None:
+        close = difflib.get_close_matches(name, REGISTRY, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known: {', '.join(format_names())}"
+        raise UsageError(f"unknown session format '{name}'", hint=hint)
+    module_name, attribute = target.split(":")
+    reader: SourceReader = getattr(importlib.import_module(module_name), attribute)
+    return reader
+
+
+def read_head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(HEAD_BYTES)
+
+
+def detect_format(path: Path, head: bytes | None = None) -> str | None:
+    """The best-matching format for a file by content, or None when none fits."""
+    head = read_head(path) if head is None else head
+    best, best_score = None, 0.0
+    for name in format_names():
+        score = get_reader(name).detect(path, head)
+        if score > best_score:
+            best, best_score = name, score
+    return best if best_score >= 0.5 else None
