@@ -44,6 +44,7 @@ CHAT_TEMPLATE = (
     "<|im_start|>assistant\n{{ message.content or '' }}"
     "{% for call in message.tool_calls or [] %}"
     "{% set fn = call.function if call.function is defined else call %}"
+    "{% if message.content or not loop.first %}{{ '\\n' }}{% endif %}"
     "<tool_call>\n"
     '{"name": "{{ fn.name }}", "arguments": {{ fn.arguments | tojson }}}'
     "\n</tool_call>"
