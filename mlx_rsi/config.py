@@ -55,6 +55,10 @@ class SourcesConfig:
     include: tuple[str, ...] = ("*.jsonl", "*.json", "*.md")
     exclude: tuple[str, ...] = ("*.tmp", "*.partial", ".*")
     max_line_bytes: int = field(default=32 * 1024 * 1024, metadata=_range(1024))
+    # A JSON document (ChatGPT export, Gemini session .json) bigger than this is skipped.
+    max_document_bytes: int = field(default=1024 * 1024 * 1024, metadata=_range(1024))
+    # File names taken even when an exclude glob matches (Aider's history is a dot-file).
+    always_include: tuple[str, ...] = (".aider.chat.history.md",)
     correction_phrases: tuple[str, ...] = (
         "that's wrong",
         "that is wrong",
@@ -90,6 +94,23 @@ class CurateConfig:
     near_duplicate_threshold: float = field(default=0.85, metadata=_range(0.0, 1.0))
     redact_emails: bool = True
     redact_home_paths: bool = True
+    # Extra user names replaced by <USER> as whole words (plus the current user's
+    # login name when redact_current_user is on and it is not a generic one like "root").
+    usernames: tuple[str, ...] = ()
+    redact_current_user: bool = True
+    # Addresses kept as they are (fnmatch globs, lower-case).
+    email_allowlist: tuple[str, ...] = (
+        "git@*",
+        "noreply@*",
+        "no-reply@*",
+        "*@example.com",
+        "*@example.org",
+        "*@example.net",
+    )
+    # Extra secret formats, kind -> Python regex; matches become <SECRET:kind>.
+    secret_patterns: dict[str, str] = field(default_factory=dict)
+    # Runs of base64 at least this long are dropped as <BASE64> (images, blobs).
+    base64_min_chars: int = field(default=400, metadata=_range(64))
     valid_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5))
     test_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5))
     seed: int = 0

@@ -1,0 +1,719 @@
+"""Redaction: secrets, emails, home paths and user names out of every stored text.
+
+Runs during ingest, before anything reaches the state store, so a secret seen once
+is never written to the store, a dataset, a log line or a report. Each finding is
+replaced by a typed placeholder (``<SECRET:github_token>``, ``<EMAIL>``, ``<HOME>``,
+``<USER>``, ``<IMAGE>``, ``<BASE64>``) and counted by kind.
+
+Speed matters (ingest reads hundreds of MB), so the work is layered:
+
+1. **Anchored rules** (:data:`RULES`): each has literal anchors (``ghp_``, ``sk-``,
+   ``-----BEGIN`` …) checked with ``in`` (fast C search) before its regex runs. They
+   cover key formats detect-secrets lacks or gets wrong (``sk-ant-``, ``sk-proj-``,
+   ``github_pat_``, PEM bodies across lines, URL credentials, bearer headers,
+   ``.npmrc`` tokens, ``KEY=value`` env dumps of secret-looking names) and drop base64
+   images and blobs.
+2. **detect-secrets plugins** (``default_settings()``, minus the public-IP one) run only
+   on *candidate lines*: lines where a secret keyword (password, token, key, secret,
+   auth, credential …) is followed by an assignment. ``scan_line`` itself is not used:
+   its eager mode flags every identifier as high-entropy and costs ~400 µs a line.
+3. **Emails, home paths, user names**, each gated by its own anchor.
+
+Redaction is idempotent: placeholders never match a rule, so redacting redacted text
+changes nothing and counts nothing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import getpass
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mlx_rsi.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mlx_rsi.config import CurateConfig
+    from mlx_rsi.records import Session
+
+# --------------------------------------------------------------------------- placeholders
+
+
+def secret_placeholder(kind: str) -> str:
+    return f"<SECRET:{kind}>"
+
+
+EMAIL = "<EMAIL>"
+HOME = "<HOME>"
+USER = "<USER>"
+IMAGE = "<IMAGE>"
+BASE64 = "<BASE64>"
+
+_PLACEHOLDER = re.compile(r"<(?:SECRET:[a-z0-9_]+|EMAIL|HOME|USER|IMAGE|BASE64)>")
+
+# --------------------------------------------------------------------------- anchored rules
+
+# Characters a secret value may contain in the rules below; never "<" or ">" so a
+# placeholder is never taken for a value (idempotence).
+_TOKEN = r"[A-Za-z0-9_\-]"
+_PEM_BODY = r"[A-Za-z0-9+/=:,\-\s\\]"
+_NOT_PEM_BODY = r"[^A-Za-z0-9+/=:,\-\s\\]"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A regex run only when one of its literal anchors occurs in the text.
+
+    ``group`` is the capture group replaced by the placeholder (0 = the whole match),
+    so context such as ``Authorization: Bearer`` or ``API_KEY=`` is kept.
+    """
+
+    kind: str
+    anchors: tuple[str, ...]
+    pattern: re.Pattern[str]
+    group: int = 0
+    placeholder: str = ""
+    accept: Callable[[str], bool] | None = None
+
+    def replacement(self) -> str:
+        return self.placeholder or secret_placeholder(self.kind)
+
+
+def _rule(
+    kind: str,
+    anchors: Iterable[str],
+    pattern: str,
+    *,
+    group: int = 0,
+    placeholder: str = "",
+    flags: int = 0,
+    accept: Callable[[str], bool] | None = None,
+) -> Rule:
+    return Rule(kind, tuple(anchors), re.compile(pattern, flags), group, placeholder, accept)
+
+
+_SECRET_NAME_PARTS = frozenset(
+    {
+        "SECRET",
+        "SECRETS",
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "PWD",
+        "TOKEN",
+        "KEY",
+        "APIKEY",
+        "AUTH",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "PAT",
+        "PRIVATE",
+        "SIGNATURE",
+        "COOKIE",
+        "SESSION",
+        "DSN",
+    }
+)
+_NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off", ""})
+
+
+def is_secret_name(name: str) -> bool:
+    """True for names like ``OPENAI_API_KEY``, ``dbPassword``, ``x-auth-token``."""
+    parts = _name_parts(name)
+    return any(part in _SECRET_NAME_PARTS for part in parts) or "PASSWORD" in name.upper()
+
+
+def _plausible_secret_value(value: str) -> bool:
+    """A value worth redacting: not a boolean, a short number, a template or a reference."""
+    stripped = value.strip().strip("'\"")
+    if stripped.lower() in _NOT_SECRET_VALUES or len(stripped) < 4:
+        return False
+    if stripped.isdigit() and len(stripped) < 12:
+        return False
+    return not stripped.startswith(("$", "<", "%", "{{", "os.environ", "process.env"))
+
+
+_CODE_LIKE = re.compile(r"[()\[\]{}]|^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+_STRONG_NAME_PARTS = frozenset(
+    {"SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASS", "PWD", "CREDENTIAL", "CREDENTIALS"}
+)
+_ENV_LINE = re.compile(r"[ \t]*(?:export[ \t]+|set[ \t]+)?[A-Z][A-Z0-9_]*=")
+
+
+def _name_parts(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    return re.split(r"[^A-Za-z0-9]+", spaced.upper())
+
+
+def _keyed_accept(match: re.Match[str], line: str) -> bool:
+    """``name = value`` is a secret when the name looks secret and the value looks literal.
+
+    Env lines (``NAME=value``) and strong names (password, secret …) take any literal
+    value; weak names (key, token, auth …) need a value with a digit and a letter, as
+    generated keys have, so ``token: Token`` or ``key = "APPDATA"`` stay.
+    """
+    value = match.group(2)
+    bare = value.strip("\"'")
+    if not is_secret_name(match.group(1)) or not _plausible_secret_value(bare):
+        return False
+    if any(c.isspace() for c in bare) or _CODE_LIKE.search(bare):
+        return False
+    if line[match.end() : match.end() + 1] in ("(", "[", "."):
+        return False
+    if _ENV_LINE.match(line, 0) and match.start() == line.find(match.group(1)):
+        return True
+    strong = any(part in _STRONG_NAME_PARTS for part in _name_parts(match.group(1)))
+    quoted = value[:1] in "\"'"
+    if strong and (quoted or not bare.isidentifier()):
+        return True
+    return _looks_generated(bare)
+
+
+def _looks_generated(value: str) -> bool:
+    """Has a digit and a letter, or is a long mixed-case run that is not an identifier."""
+    has_digit = any(c.isdigit() for c in value)
+    has_alpha = any(c.isalpha() for c in value)
+    if has_digit and has_alpha:
+        return True
+    mixed_case = any(c.isupper() for c in value) and any(c.islower() for c in value)
+    return len(value) >= 20 and mixed_case and not value.isidentifier()
+
+
+# ``NAME=value``, ``name: value``, ``"name": "value"``, ``name := value`` (one line);
+# run only on candidate lines (a secret keyword followed by an assignment).
+KEYED = re.compile(
+    r"(?<![A-Za-z0-9_.\-<])(?:export[ \t]+)?[\"']?([A-Za-z_][A-Za-z0-9_.\-]*)[\"']?"
+    r"[ \t]*(?::=|=>|=|:)[ \t]*(\"[^\"\n<>]*\"|'[^'\n<>]*'|[^\s<>\"',;()\[\]{}]+)"
+)
+
+
+RULES: tuple[Rule, ...] = (
+    _rule(
+        "private_key",
+        ["-----BEGIN"],
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----"
+        rf"{_PEM_BODY}{{16,}}?"
+        rf"(?:-----END [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|(?={_NOT_PEM_BODY})|\Z)",
+    ),
+    _rule(
+        "image",
+        ["data:image/"],
+        r"data:image/[A-Za-z0-9.+\-]+;base64,[A-Za-z0-9+/=\s\\]+",
+        placeholder=IMAGE,
+    ),
+    _rule("anthropic_key", ["sk-ant-"], rf"sk-ant-{_TOKEN}{{20,}}"),
+    _rule(
+        "openai_key",
+        ["sk-"],
+        rf"(?<![A-Za-z0-9_\-])sk-(?:proj-|svcacct-|admin-)?(?={_TOKEN}*[0-9]){_TOKEN}{{20,}}",
+    ),
+    _rule(
+        "stripe_key",
+        ["_live_", "_test_"],
+        r"(?<![A-Za-z0-9])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
+    ),
+    _rule(
+        "github_token",
+        ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}",
+    ),
+    _rule("github_token", ["github_pat_"], r"github_pat_[A-Za-z0-9_]{22,}"),
+    _rule("gitlab_token", ["glpat-"], r"glpat-[A-Za-z0-9_\-]{20,}"),
+    _rule("huggingface_token", ["hf_"], r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,}"),
+    _rule(
+        "aws_access_key",
+        ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
+        r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])",
+    ),
+    _rule("google_api_key", ["AIza"], r"AIza[0-9A-Za-z_\-]{35}"),
+    _rule("slack_token", ["xox"], r"xox[abposr]-[A-Za-z0-9\-]{10,}"),
+    _rule(
+        "slack_webhook", ["hooks.slack.com"], r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]+"
+    ),
+    _rule("npm_token", ["npm_"], r"(?<![A-Za-z0-9_])npm_[A-Za-z0-9]{30,}"),
+    _rule(
+        "npm_token",
+        ["_auth", "_password"],
+        r"(?m)(?:^|(?<=:))(?:_authToken|_auth|_password)[ \t]*=[ \t]*([^\s<>\"']+)",
+        group=1,
+    ),
+    _rule("pypi_token", ["pypi-"], r"pypi-[A-Za-z0-9_\-]{50,}"),
+    _rule("sendgrid_key", ["SG."], r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}"),
+    _rule("square_secret", ["sq0csp-"], r"sq0csp-[0-9A-Za-z\\\-_]{43}"),
+    _rule("azure_storage_key", ["AccountKey="], r"AccountKey=([A-Za-z0-9+/=]{40,})", group=1),
+    _rule("jwt", ["eyJ"], r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
+    _rule("url_credentials", ["://"], r"://([^\s/:@<>'\"]+:[^\s/@<>'\"]+)@", group=1),
+    _rule(
+        "bearer_token",
+        ["earer", "EARER", "uthorization", "UTHORIZATION"],
+        r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?:(?i:bearer|token|basic)\s+)?([^\s\"'<>,;]{8,})",
+        group=1,
+    ),
+    _rule(
+        "bearer_token", ["earer", "EARER"], r"(?i:bearer)\s+([A-Za-z0-9._~+/\-]{16,}=*)", group=1
+    ),
+)
+
+# --------------------------------------------------------------------------- the redactor
+
+_KEYWORDS = (
+    "pass",
+    "pwd",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "credential",
+    "private",
+    "dsn",
+    "cookie",
+    "session",
+)
+_ASSIGNMENT = re.compile(
+    r"(?:pass|pwd|secret|token|key|auth|credential|private|dsn|cookie|session)"
+    r"[\w\-\"'\]]*\s*(?::=|=>|[:=])"
+)
+_EMAIL_AT = re.compile(
+    r"@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"
+)
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9._%+\-]+$")
+_HOME_POSIX = re.compile(r"(?<![\w.])/(?:home|Users)/([A-Za-z0-9._\-]+)")
+_HOME_WINDOWS = re.compile(
+    r"[A-Za-z]:(?:\\\\|\\|/)(?:Users|Documents and Settings)(?:\\\\|\\|/)([^\\/\s\"'<>]+)"
+)
+_HOME_DASHED = re.compile(r"-(?:home|Users)-([A-Za-z0-9._]+)(?=-|$)")
+_BASE64_RUN = "[A-Za-z0-9+/]{{{n},}}={{0,2}}"
+_COMMON_USERS = frozenset(
+    {"root", "user", "admin", "ubuntu", "runner", "app", "dev", "test", "guest", "nobody", "node"}
+)
+_DETECT_SECRETS_SKIP = frozenset({"IPPublicDetector"})
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+_DS_KINDS = {
+    "Secret Keyword": "keyword_secret",
+    "Base64 High Entropy String": "high_entropy",
+    "Hex High Entropy String": "high_entropy",
+}
+
+
+@dataclass
+class Redactor:
+    """Compiled rules for one configuration; stateless apart from its caches."""
+
+    emails: bool = True
+    home_paths: bool = True
+    usernames: tuple[str, ...] = ()
+    email_allowlist: tuple[str, ...] = ()
+    extra_rules: tuple[Rule, ...] = ()
+    base64_min_chars: int = 400
+    _plugins: list[tuple[Any, str]] = field(default_factory=list, repr=False)
+    _user_rx: re.Pattern[str] | None = field(default=None, repr=False)
+    _base64_rx: re.Pattern[str] | None = field(default=None, repr=False)
+    _anchors: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._plugins = [
+            (plugin, _DS_KINDS.get(plugin.secret_type, _slug(plugin.secret_type)))
+            for plugin in _load_plugins()
+        ]
+        names = sorted({u for u in self.usernames if u}, key=len, reverse=True)
+        if names:
+            alternatives = "|".join(re.escape(u) for u in names)
+            self._user_rx = re.compile(rf"(?<![A-Za-z0-9_])(?:{alternatives})(?![A-Za-z0-9_])")
+        self._base64_rx = re.compile(_BASE64_RUN.format(n=self.base64_min_chars))
+        by_anchor: dict[str, list[int]] = {}
+        for index, rule in enumerate(self.rules):
+            for anchor in rule.anchors:
+                by_anchor.setdefault(anchor, []).append(index)
+        self._anchors = {anchor: tuple(indexes) for anchor, indexes in by_anchor.items()}
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return (*RULES, *self.extra_rules)
+
+    # ---------------------------------------------------------------- public
+
+    def redact(self, text: str, found: dict[str, str] | None = None) -> tuple[str, Counter[str]]:
+        """``text`` with every finding replaced, and the count per kind.
+
+        ``found`` (optional) collects secret values → kind, so a caller can replace
+        the same values wherever else they occur (``redact_session`` does).
+        """
+        counts: Counter[str] = Counter()
+        if not text:
+            return text, counts
+        hits = sorted({i for a, rules in self._anchors.items() if a in text for i in rules})
+        if hits:
+            rules = self.rules
+            for index in hits:
+                text = _apply_rule(rules[index], text, counts, found)
+        text = self._base64_blobs(text, counts)
+        text = self._detect_secrets(text, counts, found)
+        if self.emails and "@" in text:
+            text = self._emails(text, counts)
+        if self.home_paths:
+            text = _homes(text, counts)
+        if self._user_rx is not None and any(name in text for name in self.usernames):
+            text = _sub_count(self._user_rx, USER, "username", text, counts)
+        return text, counts
+
+    # ---------------------------------------------------------------- stages
+
+    def _base64_blobs(self, text: str, counts: Counter[str]) -> str:
+        if len(text) < self.base64_min_chars or self._base64_rx is None:
+            return text
+        if max(map(len, text.split()), default=0) < self.base64_min_chars:
+            return text  # a base64 run has no whitespace: no word is long enough
+        return _sub_count(self._base64_rx, BASE64, "base64", text, counts)
+
+    def _detect_secrets(self, text: str, counts: Counter[str], found: dict[str, str] | None) -> str:
+        """Keyed assignments and detect-secrets' plugins, on candidate lines only."""
+        low = text.lower()
+        spans = _candidate_lines(low)
+        if not spans:
+            return text
+        pieces: list[str] = []
+        last = 0
+        for start, end in spans:
+            line = text[start:end]
+            if not _ASSIGNMENT.search(low, start, end):
+                continue
+            new = self._scan_line(line, counts, found)
+            if new != line:
+                pieces.append(text[last:start])
+                pieces.append(new)
+                last = end
+        if not pieces:
+            return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _scan_line(self, line: str, counts: Counter[str], found: dict[str, str] | None) -> str:
+        line = _apply_keyed(line, counts, found)
+        values: dict[str, str] = {}
+        for plugin, kind in self._plugins:
+            for value in plugin.analyze_string(line):
+                if _keep_finding(value, line, kind):
+                    values.setdefault(value, kind)
+        for value in sorted(values, key=len, reverse=True):
+            if value in line:
+                kind = values[value]
+                counts[kind] += line.count(value)
+                line = line.replace(value, secret_placeholder(kind))
+                if found is not None:
+                    found.setdefault(value, kind)
+        return line
+
+    def _emails(self, text: str, counts: Counter[str]) -> str:
+        pieces: list[str] = []
+        last = 0
+        for match in _EMAIL_AT.finditer(text):
+            local = _EMAIL_LOCAL.search(text, max(last, match.start() - 64), match.start())
+            if local is None or local.end() != match.start():
+                continue
+            address = text[local.start() : match.end()]
+            if any(fnmatch.fnmatchcase(address.lower(), p) for p in self.email_allowlist):
+                continue
+            pieces.append(text[last : local.start()])
+            pieces.append(EMAIL)
+            counts["email"] += 1
+            last = match.end()
+        if not pieces:
+            return text
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+
+def _candidate_lines(low: str) -> list[tuple[int, int]]:
+    """(start, end) of each line holding a secret keyword, in order, via fast ``find``."""
+    starts: set[int] = set()
+    for word in _KEYWORDS:
+        position = low.find(word)
+        while position != -1:
+            line_start = low.rfind("\n", 0, position) + 1
+            starts.add(line_start)
+            line_end = low.find("\n", position)
+            if line_end == -1:
+                break
+            position = low.find(word, line_end)
+    spans = []
+    for start in sorted(starts):
+        end = low.find("\n", start)
+        spans.append((start, len(low) if end == -1 else end))
+    return spans
+
+
+def _apply_keyed(line: str, counts: Counter[str], found: dict[str, str] | None) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        if not _keyed_accept(match, line):
+            return match.group(0)
+        value = match.group(2)
+        quote = value[0] if value[:1] in "\"'" else ""
+        bare = value.strip("\"'")
+        counts["keyed_secret"] += 1
+        if found is not None and len(bare) >= 8:
+            found.setdefault(bare, "keyed_secret")
+        start = match.start(2) - match.start()
+        whole = match.group(0)
+        return whole[:start] + quote + secret_placeholder("keyed_secret") + quote
+
+    return KEYED.sub(substitute, line)
+
+
+def _keep_finding(value: str, line: str, kind: str) -> bool:
+    """detect-secrets' own heuristics (sequential, uuid, templated, $-prefixed) + ours."""
+    if len(value) < 4 or "<" in value or ">" in value or _PLACEHOLDER.search(value):
+        return False
+    if is_secret_name(value):
+        return False
+    if kind == "high_entropy" and (len(value) < 16 or not _looks_generated(value)):
+        return False
+    return not any(check(value, line) for check in _heuristics())
+
+
+@functools.lru_cache(maxsize=1)
+def _heuristics() -> tuple[Callable[[str, str], bool], ...]:
+    from detect_secrets.filters import heuristic as h
+
+    return (
+        lambda secret, _line: bool(h.is_sequential_string(secret)),
+        lambda secret, _line: bool(h.is_potential_uuid(secret)),
+        lambda secret, _line: bool(h.is_templated_secret(secret)),
+        lambda secret, _line: bool(h.is_prefixed_with_dollar_sign(secret)),
+        lambda _secret, line: bool(h.is_indirect_reference(line)),
+        lambda secret, _line: not _plausible_secret_value(secret),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _load_plugins() -> list[Any]:
+    """detect-secrets' default plugins (without public-IP detection), instantiated once."""
+    from detect_secrets.settings import default_settings, get_plugins
+
+    with default_settings():
+        return [p for p in get_plugins() if type(p).__name__ not in _DETECT_SECRETS_SKIP]
+
+
+def _apply_rule(rule: Rule, text: str, counts: Counter[str], found: dict[str, str] | None) -> str:
+    replacement = rule.replacement()
+
+    def substitute(match: re.Match[str]) -> str:
+        value = match.group(rule.group)
+        if not value or _PLACEHOLDER.fullmatch(value):
+            return match.group(0)
+        if rule.accept is not None and not rule.accept(match.group(0)):
+            return match.group(0)
+        if rule.group and rule.accept is not None and not _plausible_secret_value(value):
+            return match.group(0)
+        counts[rule.kind] += 1
+        if found is not None and rule.placeholder == "" and len(value) >= 8:
+            found.setdefault(value.strip("'\""), rule.kind)
+        start, end = match.span(rule.group)
+        offset = match.start()
+        whole = match.group(0)
+        return whole[: start - offset] + replacement + whole[end - offset :]
+
+    return rule.pattern.sub(substitute, text)
+
+
+def _sub_count(
+    pattern: re.Pattern[str], placeholder: str, kind: str, text: str, counts: Counter[str]
+) -> str:
+    new, n = pattern.subn(placeholder, text)
+    if n:
+        counts[kind] += n
+    return new
+
+
+def _homes(text: str, counts: Counter[str]) -> str:
+    if "/home/" in text or "/Users/" in text:
+        text = _sub_count(_HOME_POSIX, HOME, "home_path", text, counts)
+    if "Users" in text or "Documents and Settings" in text:
+        text = _sub_count(_HOME_WINDOWS, HOME, "home_path", text, counts)
+    if "-home-" in text or "-Users-" in text:
+        text = _sub_count(_HOME_DASHED, HOME, "home_path", text, counts)
+    return text
+
+
+def replace_known(text: str, found: dict[str, str], counts: Counter[str]) -> str:
+    """Replace every literal occurrence of secret values found elsewhere."""
+    for value in sorted(found, key=len, reverse=True):
+        if value in text:
+            counts[found[value]] += text.count(value)
+            text = text.replace(value, secret_placeholder(found[value]))
+    return text
+
+
+# --------------------------------------------------------------------------- config → redactor
+
+
+def redactor_for(cfg: CurateConfig) -> Redactor:
+    """The (cached) redactor for a curate config."""
+    users = tuple(getattr(cfg, "usernames", ()))
+    if getattr(cfg, "redact_current_user", True):
+        users = (*users, *_current_user())
+    return _cached_redactor(
+        bool(cfg.redact_emails),
+        bool(cfg.redact_home_paths),
+        users,
+        tuple(getattr(cfg, "email_allowlist", ())),
+        tuple(sorted(dict(getattr(cfg, "secret_patterns", {})).items())),
+        int(getattr(cfg, "base64_min_chars", 400)),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_redactor(
+    emails: bool,
+    home_paths: bool,
+    usernames: tuple[str, ...],
+    email_allowlist: tuple[str, ...],
+    secret_patterns: tuple[tuple[str, str], ...],
+    base64_min_chars: int,
+) -> Redactor:
+    return Redactor(
+        emails=emails,
+        home_paths=home_paths,
+        usernames=usernames,
+        email_allowlist=email_allowlist,
+        extra_rules=tuple(compile_secret_patterns(dict(secret_patterns))),
+        base64_min_chars=base64_min_chars,
+    )
+
+
+def compile_secret_patterns(patterns: dict[str, str]) -> list[Rule]:
+    """User rules ``kind: regex`` (config ``curate.secret_patterns``), run on every text."""
+    rules = []
+    for kind, pattern in patterns.items():
+        try:
+            compiled = re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(
+                f"curate.secret_patterns.{kind}: invalid regex {pattern!r}: {e}",
+                hint="fix the pattern in the config (Python `re` syntax)",
+            ) from e
+        rules.append(Rule(_slug(kind) or "custom", ("",), compiled))
+    return rules
+
+
+@functools.lru_cache(maxsize=1)
+def _current_user() -> tuple[str, ...]:
+    try:
+        name = getpass.getuser()
+    except (OSError, KeyError):
+        return ()
+    if len(name) < 3 or name.lower() in _COMMON_USERS:
+        return ()
+    return (name,)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def redact_text(text: str, cfg: CurateConfig) -> tuple[str, Counter[str]]:
+    """``text`` redacted under ``cfg``, with the number of replacements per kind."""
+    return redactor_for(cfg).redact(text)
+
+
+def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
+    """Redact a session in place; return the replacements per kind.
+
+    Covers message texts, reasoning, tool-call arguments (nested JSON values; a value
+    under a secret-looking key such as ``password`` is replaced whole), signal details,
+    message and session metadata, and the session's project/title. Secret values found
+    anywhere in the session are then replaced wherever else they occur in it (an
+    ``env`` dump followed by the bare value in a command line, a file read twice …).
+    """
+    redactor = redactor_for(cfg)
+    counts: Counter[str] = Counter()
+    found: dict[str, str] = {}
+
+    memo: dict[str, tuple[str, Counter[str]]] = {}  # Claude Code repeats file contents
+
+    def fix(text: str) -> str:
+        if len(text) < 256:
+            new, n = redactor.redact(text, found)
+        else:
+            if text not in memo:
+                memo[text] = redactor.redact(text, found)
+            new, n = memo[text]
+        counts.update(n)
+        return new
+
+    def hide(value: str) -> str:
+        new = fix(value)
+        if new != value:  # a rule already typed it (e.g. a GitHub token under "token")
+            return new
+        counts["keyed_secret"] += 1
+        if len(value) >= 8:
+            found.setdefault(value, "keyed_secret")
+        return secret_placeholder("keyed_secret")
+
+    _walk_session(session, fix, hide)
+    if found:
+
+        def known(text: str) -> str:
+            return replace_known(text, found, counts)
+
+        _walk_session(session, known, known)
+    return counts
+
+
+def _walk_session(session: Session, fix: Callable[[str], str], hide: Callable[[str], str]) -> None:
+    for attribute in ("project", "title"):
+        value = getattr(session, attribute)
+        if isinstance(value, str):
+            setattr(session, attribute, fix(value))
+    session.metadata = redact_value(session.metadata, fix, hide)
+    for message in session.messages:
+        message.text = fix(message.text)
+        if message.reasoning:
+            message.reasoning = fix(message.reasoning)
+        for call in message.tool_calls:
+            call.arguments = redact_value(call.arguments, fix, hide)
+        for signal in message.signals:
+            signal.detail = fix(signal.detail)
+        message.metadata = redact_value(message.metadata, fix, hide)
+
+
+def redact_value(
+    value: Any, fix: Callable[[str], str], hide: Callable[[str], str] | None = None
+) -> Any:
+    """A JSON value with every string passed through ``fix``.
+
+    A short single-line string under a secret-looking key (``password``,
+    ``DB_TOKEN``, ``x-api-key``) goes through ``hide`` instead, which replaces it whole.
+    """
+    if isinstance(value, str):
+        return fix(value)
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if hide is not None and isinstance(item, str) and _hidden_by_key(key, item):
+                out[key] = hide(item)
+            else:
+                out[key] = redact_value(item, fix, hide)
+        return out
+    if isinstance(value, list):
+        return [redact_value(item, fix, hide) for item in value]
+    return value
+
+
+def _hidden_by_key(key: Any, value: str) -> bool:
+    return (
+        isinstance(key, str)
+        and is_secret_name(key)
+        and _plausible_secret_value(value)
+        and "\n" not in value
+        and not _PLACEHOLDER.fullmatch(value)
+    )
