@@ -201,6 +201,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0002_ingest_message_roles",
+        """
+        ALTER TABLE messages ADD COLUMN role TEXT;
+        ALTER TABLE messages ADD COLUMN signals TEXT NOT NULL DEFAULT '';
+        CREATE INDEX sessions_by_path ON sessions(path);
+        """,
+    ),
 ]
 
 

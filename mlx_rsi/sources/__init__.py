@@ -3,6 +3,21 @@
 Each reader module exposes a module-level ``READER`` object satisfying
 :class:`SourceReader`. The registry maps a format name to ``"module:attribute"``
 so that listing formats imports nothing heavy, and a typo gets a "did you mean".
+
+The incremental contract (``mlx_rsi.ingest`` relies on it):
+
+- ``read(path, start, carry)`` returns the sessions read from byte ``start`` on,
+  each message with a ``key`` that is stable for that record of that file.
+- ``end_offset`` is where the next pass starts. A reader may stop *before* the end
+  of what it parsed (e.g. at the start of the last turn) so that the next pass
+  re-reads that turn: a split message can then be merged whole, and a signal found
+  in the next turn (a correction, a rejection) reaches the answer it is about.
+  Re-emitted messages keep their keys, so storing them again is an upsert.
+- A pass from ``start > 0`` must emit, for the window it re-reads, every key the
+  previous pass emitted from that window (or return ``replace=True``).
+- ``replace=True`` says the result is the file's whole content (a JSON document,
+  or a log whose history was rewound): ingest first drops what it stored from
+  that file before.
 """
 
 from __future__ import annotations
@@ -27,15 +42,16 @@ class ReadResult:
 
     ``sessions`` hold the messages read in this pass (each message with a stable
     ``key``); the store upserts them by (session id, key), so a message read twice
-    is stored once. ``end_offset`` is the byte offset up to which the file was
-    consumed (complete records only: a partial last line is left for next time).
+    is stored once. ``end_offset`` is the byte offset the next pass starts from.
     ``carry`` is the reader's own JSON-serializable state to resume from there.
+    ``skipped`` counts records passed over, by reason.
     """
 
     sessions: list[Session]
     end_offset: int
     carry: dict[str, Any] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
+    replace: bool = False  # the result is the whole file: drop what was stored from it
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,7 @@ class ReadOptions:
     """Limits every reader honours (from the ``sources`` config section)."""
 
     max_line_bytes: int = 32 * 1024 * 1024  # a longer line is skipped as "line_too_long"
+    max_document_bytes: int = 1024 * 1024 * 1024  # a bigger JSON document: "too_large"
 
 
 class SourceReader(Protocol):

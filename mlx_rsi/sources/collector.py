@@ -46,6 +46,7 @@ class CollectorReader:
             title=name,
         )
         scanner = LineScanner(path, start, options.max_line_bytes, skipped)
+        last_record: int | None = None
         for offset, line in scanner:
             record = parse_object(line, skipped)
             if record is None:
@@ -54,9 +55,13 @@ class CollectorReader:
             if messages is None:
                 skipped["missing_fields"] += 1
                 continue
+            last_record = offset
             session.started_at = session.started_at or messages[0].timestamp
             session.messages.extend(messages)
-        return ReadResult([session] if session.messages else [], scanner.end, {}, skipped)
+        # The last interaction is re-read next time, so that a correction in the
+        # next one reaches its answer (its keys are stable: an upsert).
+        end = scanner.end if last_record is None else last_record
+        return ReadResult([session] if session.messages else [], end, {}, skipped)
 
 
 def interaction_messages(record: dict[str, Any], offset: int) -> list[Message] | None:
@@ -64,7 +69,8 @@ def interaction_messages(record: dict[str, Any], offset: int) -> list[Message] |
     user, assistant = record.get("user"), record.get("assistant")
     if not isinstance(user, str) or not isinstance(assistant, str):
         return None
-    metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+    raw_metadata = record.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     timestamp = record.get("timestamp") if isinstance(record.get("timestamp"), str) else None
     signals = []
     if isinstance(metadata.get("success"), bool):

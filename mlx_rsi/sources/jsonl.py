@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import orjson
 
 CHUNK_BYTES = 4 * 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class LineScanner:
@@ -20,6 +22,7 @@ class LineScanner:
     next pass starts. A last line without its newline is consumed only if it
     already parses as JSON (a finished file without a final newline); otherwise it
     is left for the next pass, since a writer may still be appending it.
+    A UTF-8 byte-order mark at the start of the file is dropped.
     """
 
     def __init__(self, path: Path, start: int, max_line_bytes: int, skipped: Counter[str]):
@@ -34,7 +37,13 @@ class LineScanner:
             offset = self.end
             pending = b""
             oversized = False  # inside a line already counted as too long
+            first = offset == 0
             while chunk := handle.read(CHUNK_BYTES):
+                if first:
+                    first = False
+                    if chunk.startswith(UTF8_BOM):
+                        chunk = chunk[len(UTF8_BOM) :]
+                        offset += len(UTF8_BOM)
                 pending += chunk
                 lines = pending.split(b"\n")
                 pending = lines.pop()
@@ -68,12 +77,11 @@ def _is_json(data: bytes) -> bool:
 
 def parse_object(line: bytes, skipped: Counter[str]) -> dict[str, Any] | None:
     """The line as a JSON object, or None (counted in ``skipped`` by reason)."""
-    if not line.strip():
-        return None
     try:
         value = orjson.loads(line)
     except orjson.JSONDecodeError:
-        skipped["invalid_json"] += 1
+        if line.strip():
+            skipped[_decode_failure(line)] += 1
         return None
     if not isinstance(value, dict):
         skipped["not_an_object"] += 1
@@ -81,9 +89,23 @@ def parse_object(line: bytes, skipped: Counter[str]) -> dict[str, Any] | None:
     return value
 
 
+def _decode_failure(line: bytes) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return "bad_encoding"
+    return "invalid_json"
+
+
+@functools.lru_cache(maxsize=8)
 def first_object(head: bytes) -> dict[str, Any] | None:
-    """The first JSON object line in a file's head, for content detection."""
-    for line in head.split(b"\n")[:20]:
+    """The first JSON object line in a file's head, for content detection.
+
+    Cached: every reader's ``detect`` asks for it on the same head.
+    """
+    if head.startswith(UTF8_BOM):
+        head = head[len(UTF8_BOM) :]
+    for line in head.split(b"\n", 20)[:20]:
         if not line.strip():
             continue
         try:
@@ -92,3 +114,25 @@ def first_object(head: bytes) -> dict[str, Any] | None:
             return None
         return value if isinstance(value, dict) else None
     return None
+
+
+@functools.lru_cache(maxsize=8)
+def head_objects(head: bytes, limit: int = 20) -> tuple[dict[str, Any], ...]:
+    """The JSON objects on the first complete lines of a file's head (cached).
+
+    Lines that are not objects are left out; the head's last line is used only if
+    it parses (a head cut mid-line leaves it out).
+    """
+    if head.startswith(UTF8_BOM):
+        head = head[len(UTF8_BOM) :]
+    found: list[dict[str, Any]] = []
+    for line in head.split(b"\n", limit)[:limit]:
+        if not line.strip():
+            continue
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            found.append(value)
+    return tuple(found)

@@ -1,0 +1,64 @@
+"""`mlx-rsi ingest`: read session logs into the workspace's state store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlx_rsi.commands import config_option, pass_app
+from mlx_rsi.context import AppContext
+from mlx_rsi.ui import UI
+
+# Files listed with their skip reasons after the summary.
+MAX_SKIPPED_ROWS = 30
+
+
+@click.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    metavar="FORMAT",
+    help="Read every file as this format instead of detecting it: collector, claude_code, "
+    "codex, aider, gemini, chatgpt, openai, sharegpt, alpaca.",
+)
+@click.option("--dry-run", is_flag=True, help="Read and count, but store nothing.")
+@config_option
+@pass_app
+def ingest(app: AppContext, paths: tuple[Path, ...], fmt: str | None, dry_run: bool) -> None:
+    """Ingest session logs from PATHS (files or folders, recursive).
+
+    Without PATHS, the watched folders of the config's `sources.watch` are read.
+    Only new data is read: unchanged files are skipped, appended files are read
+    from where the last pass stopped, rewritten files are read again without
+    duplicating anything. Secrets are redacted before anything is stored.
+
+    \b
+    Examples:
+      mlx-rsi ingest ~/.claude/projects
+      mlx-rsi ingest conversations.json --format chatgpt
+      mlx-rsi ingest ./logs --dry-run
+    """
+    from mlx_rsi.ingest import ingest as run_ingest
+
+    ui = UI(app.quiet)
+    with ui.progress("ingest", None) as task:
+        result = run_ingest(
+            app.workspace,
+            app.config(),
+            list(paths) if paths else None,
+            fmt=fmt,
+            dry_run=dry_run,
+            on_progress=lambda done, total, _path: task.update(done, total=total),
+        )
+    ui.line(result.summary())
+    skipped = sorted(result.skipped.items())
+    for path, reasons in skipped[:MAX_SKIPPED_ROWS]:
+        ui.line(f"  skipped in {path}: {_reasons(reasons)}")
+    if len(skipped) > MAX_SKIPPED_ROWS:
+        ui.line(f"  … and {len(skipped) - MAX_SKIPPED_ROWS} more files with skips")
+
+
+def _reasons(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))

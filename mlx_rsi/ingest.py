@@ -1,0 +1,714 @@
+"""Ingest session logs into the state store: incremental, idempotent, crash-safe.
+
+``ingest(ws, cfg, paths)`` walks files and folders (recursively, with the
+``sources`` include/exclude globs), detects each file's format by content, and
+reads only what is new:
+
+- the ``files`` table remembers each file's identity (device + inode), size,
+  mtime, a fingerprint of its head, the byte offset consumed and the reader's
+  ``carry``;
+- an unchanged file (same identity, size and mtime) is skipped by ``stat`` alone;
+- an appended file (same identity and head, bigger) is read from its offset;
+- a rewritten or truncated file is read again from 0 after dropping what was
+  stored from it, so nothing is duplicated.
+
+Each file is stored in one transaction (its sessions, messages and ``files`` row
+together), so a crash or ``kill -9`` never leaves a half-read file recorded as done.
+Every session is redacted (``mlx_rsi.curate.redact``) before it is written: secrets
+never reach the store. Outcome signals are attached per assistant turn by the
+readers, plus the generic correction pass of :mod:`mlx_rsi.signals`.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import logging
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mlx_rsi.config import Config, SourcesConfig, WatchedFolder
+from mlx_rsi.errors import UsageError
+from mlx_rsi.records import Message, Session
+from mlx_rsi.signals import apply_generic_signals, is_dropped
+from mlx_rsi.sources import ReadOptions, ReadResult, detect_format, get_reader, read_head
+from mlx_rsi.workspace import Workspace, now_iso, open_store, transaction
+
+logger = logging.getLogger(__name__)
+
+# The head fingerprint covers this many bytes (or the whole file when smaller).
+FINGERPRINT_BYTES = 4096
+# Message order: seq = (byte offset the pass started at) * SEQ_STRIDE + index in the pass.
+SEQ_STRIDE = 1 << 24
+ProgressCallback = Callable[[int, int, str], None]
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file (or folder) in a pass."""
+
+    path: str
+    status: str = "read"  # read | unchanged | skipped
+    format: str | None = None
+    sessions: int = 0
+    new_messages: int = 0
+    new_turns: int = 0
+    bytes_read: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
+
+
+@dataclass
+class IngestResult:
+    dry_run: bool = False
+    files_seen: int = 0
+    files_read: int = 0
+    files_unchanged: int = 0
+    files_skipped: int = 0
+    sessions: int = 0  # sessions that received messages in this pass
+    new_sessions: int = 0
+    new_messages: int = 0
+    new_turns: int = 0  # new assistant answers (API errors not counted)
+    bytes_read: int = 0
+    formats: Counter[str] = field(default_factory=Counter)  # files read per format
+    redactions: Counter[str] = field(default_factory=Counter)  # placeholder kind -> count
+    missing: list[str] = field(default_factory=list)  # asked-for paths that do not exist
+    outcomes: list[FileOutcome] = field(default_factory=list)  # read or skipped files
+
+    @property
+    def skipped(self) -> dict[str, Counter[str]]:
+        """Per file: reason -> count, for files with anything skipped."""
+        return {o.path: o.skipped for o in self.outcomes if o.skipped}
+
+    def skipped_totals(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for outcome in self.outcomes:
+            total.update(outcome.skipped)
+        return total
+
+    def summary(self) -> str:
+        files = (
+            f"{self.files_seen} files ({self.files_read} read, "
+            f"{self.files_unchanged} unchanged, {self.files_skipped} skipped)"
+        )
+        parts = [
+            files,
+            f"{self.sessions} sessions ({self.new_sessions} new)",
+            f"{self.new_messages} new messages ({self.new_turns} turns)",
+        ]
+        skipped = self.skipped_totals()
+        if skipped:
+            parts.append("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+        if self.redactions:
+            parts.append(f"redacted {sum(self.redactions.values())}")
+        if self.missing:
+            parts.append("missing: " + ", ".join(self.missing))
+        prefix = "dry run, would ingest " if self.dry_run else "ingested "
+        return prefix + "; ".join(parts)
+
+    def add(self, outcome: FileOutcome) -> None:
+        if outcome.status == "unchanged":
+            self.files_unchanged += 1
+            return
+        self.outcomes.append(outcome)
+        if outcome.status == "skipped":
+            self.files_skipped += 1
+            return
+        self.files_read += 1
+        self.formats[outcome.format or "?"] += 1
+        self.sessions += outcome.sessions
+        self.new_messages += outcome.new_messages
+        self.new_turns += outcome.new_turns
+        self.bytes_read += outcome.bytes_read
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def standard_locations() -> list[WatchedFolder]:
+    """The assistants' standard log folders (opt-in: `mlx-rsi init --standard-sources`).
+
+    ``CLAUDE_CONFIG_DIR`` and ``CODEX_HOME`` move the first two, as in the tools.
+    """
+    claude = os.environ.get("CLAUDE_CONFIG_DIR") or "~/.claude"
+    codex = os.environ.get("CODEX_HOME") or "~/.codex"
+    return [
+        WatchedFolder(f"{claude.rstrip('/')}/projects", "claude_code", include=("*.jsonl",)),
+        WatchedFolder(f"{codex.rstrip('/')}/sessions", "codex", include=("rollout-*.jsonl",)),
+        WatchedFolder("~/.gemini/tmp", "gemini", include=("session-*.json", "session-*.jsonl")),
+    ]
+
+
+@dataclass(frozen=True)
+class _Target:
+    path: Path
+    format: str | None  # None = detect by content
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    always: tuple[str, ...]
+
+
+def _targets(
+    ws: Workspace, cfg: SourcesConfig, paths: Sequence[Path] | None, fmt: str | None
+) -> list[_Target]:
+    if fmt is not None and fmt != "auto":
+        get_reader(fmt)  # unknown names fail here, with a "did you mean"
+    forced = None if fmt in (None, "auto") else fmt
+    if paths is not None:
+        return [
+            _Target(Path(p).expanduser(), forced, cfg.include, cfg.exclude, cfg.always_include)
+            for p in paths
+        ]
+    targets = []
+    for folder in cfg.watch:
+        root = Path(folder.path).expanduser()
+        root = root if root.is_absolute() else ws.root / root
+        chosen = forced or (None if folder.format == "auto" else folder.format)
+        if chosen is not None:
+            get_reader(chosen)
+        targets.append(
+            _Target(
+                root,
+                chosen,
+                folder.include or cfg.include,
+                folder.exclude or cfg.exclude,
+                cfg.always_include,
+            )
+        )
+    return targets
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _wanted(name: str, target: _Target) -> bool:
+    if _matches(name, target.always):
+        return True
+    return _matches(name, target.include) and not _matches(name, target.exclude)
+
+
+def _walk(target: _Target, skip: Callable[[str, str], None]) -> Iterator[Path]:
+    """Files under a target (or the target itself), following links without looping."""
+    root = target.path
+    if not root.is_dir():
+        yield root
+        return
+    stack = [(root, frozenset[tuple[int, int]]())]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            st = folder.stat()
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            skip(str(folder), _os_reason(e))
+            continue
+        identity = (st.st_dev, st.st_ino)
+        if identity in ancestors:
+            skip(str(folder), "symlink_loop")
+            continue
+        inside = ancestors | {identity}
+        subfolders = []
+        for entry in entries:
+            kind = _entry_kind(entry, skip)
+            if kind == "dir" and not _matches(entry.name, target.exclude):
+                subfolders.append((Path(entry.path), inside))
+            elif kind == "file" and _wanted(entry.name, target):
+                yield Path(entry.path)
+        stack.extend(reversed(subfolders))
+
+
+def _entry_kind(entry: os.DirEntry[str], skip: Callable[[str, str], None]) -> str:
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+        if entry.is_symlink():
+            os.stat(entry.path)  # raises for a dangling link or a link loop
+    except OSError as e:
+        skip(entry.path, _os_reason(e))
+    return "other"
+
+
+def _os_reason(error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "symlink_loop"
+    if error.errno == errno.ENOENT:
+        return "missing"
+    return "unreadable"
+
+
+# --------------------------------------------------------------------------- one file
+
+
+def _fingerprint(head: bytes, size: int) -> str:
+    return hashlib.sha1(head[: min(FINGERPRINT_BYTES, size)]).hexdigest()
+
+
+def _content_problem(head: bytes) -> str | None:
+    """'binary' / 'bad_encoding' for heads no text reader can use, else None."""
+    if not head.strip():
+        return "empty"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "bad_encoding"  # UTF-16/32: the formats are UTF-8
+    if b"\x00" in head[:8192]:
+        return "binary"
+    return None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    start: int
+    carry: dict[str, Any]
+    drop_stored: bool  # the file was rewritten: drop what it contributed before
+
+
+def _plan(row: sqlite3.Row | None, st: os.stat_result, head: bytes, fmt: str) -> _Plan:
+    if row is None:
+        return _Plan(0, {}, False)
+    appended = (
+        row["status"] == "ok"
+        and row["format"] == fmt
+        and (row["device"], row["inode"]) == (st.st_dev, st.st_ino)
+        and st.st_size > row["size"]
+        and row["head_hash"] == _fingerprint(head, row["size"])
+    )
+    if appended:
+        return _Plan(row["offset"], orjson.loads(row["carry"]), False)
+    return _Plan(0, {}, True)
+
+
+class _Ingestor:
+    def __init__(
+        self, conn: sqlite3.Connection, cfg: Config, dry_run: bool, result: IngestResult
+    ) -> None:
+        self.conn = conn
+        self.cfg = cfg
+        self.dry_run = dry_run
+        self.result = result
+        self.options = ReadOptions(
+            max_line_bytes=cfg.sources.max_line_bytes,
+            max_document_bytes=cfg.sources.max_document_bytes,
+        )
+        self.known = {row["path"]: row for row in conn.execute("SELECT * FROM files")}
+        from mlx_rsi.curate.redact import redact_session
+
+        self.redact = redact_session
+
+    def file(self, path: Path, forced: str | None) -> FileOutcome:
+        key = str(path)
+        outcome = FileOutcome(key)
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            return self._skip(outcome, _os_reason(e))
+        row = self.known.get(key)
+        if row is not None and self._unchanged(row, st, forced):
+            outcome.status = "unchanged"
+            return outcome
+        try:
+            head = read_head(path)
+        except OSError as e:
+            return self._skip(outcome, _os_reason(e))
+        problem = _content_problem(head)
+        fmt = None if problem else forced or self._format(path, row, st, head)
+        if fmt is None or problem:
+            return self._skip(outcome, problem or "unknown_format", record=(st, head))
+        outcome.format = fmt
+        return self._read(outcome, path, st, head, fmt, _plan(row, st, head, fmt))
+
+    def _unchanged(self, row: sqlite3.Row, st: os.stat_result, forced: str | None) -> bool:
+        same = (row["device"], row["inode"], row["size"], row["mtime_ns"]) == (
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+        )
+        return same and (forced is None or row["format"] == forced)
+
+    def _format(
+        self, path: Path, row: sqlite3.Row | None, st: os.stat_result, head: bytes
+    ) -> str | None:
+        if row is not None and row["format"] and _plan(row, st, head, row["format"]).start:
+            return str(row["format"])  # an append to a file already recognized
+        return detect_format(path, head)
+
+    def _skip(
+        self,
+        outcome: FileOutcome,
+        reason: str,
+        record: tuple[os.stat_result, bytes] | None = None,
+    ) -> FileOutcome:
+        outcome.status = "skipped"
+        outcome.skipped[reason] += 1
+        if record is not None and not self.dry_run:
+            st, head = record
+            with transaction(self.conn):
+                self._record_file(outcome.path, None, st, head, 0, {}, "skipped", reason)
+        return outcome
+
+    def _read(
+        self,
+        outcome: FileOutcome,
+        path: Path,
+        st: os.stat_result,
+        head: bytes,
+        fmt: str,
+        plan: _Plan,
+    ) -> FileOutcome:
+        try:
+            result = get_reader(fmt).read(path, plan.start, plan.carry, self.options)
+        except OSError as e:
+            return self._skip(outcome, _os_reason(e))
+        except Exception:  # one odd file must never stop the pass (logged, counted)
+            logger.warning("reader %s failed on %s", fmt, path, exc_info=True)
+            return self._skip(outcome, "reader_error")
+        outcome.skipped.update(result.skipped)
+        outcome.bytes_read = max(0, result.end_offset - plan.start)
+        start = 0 if result.replace else plan.start
+        for session in result.sessions:
+            session.path = outcome.path
+            apply_generic_signals(session, self.cfg.sources.correction_phrases)
+            self.result.redactions.update(self.redact(session, self.cfg.curate))
+        if self.dry_run:
+            self._store(outcome, path, st, head, fmt, result, start, plan, dry=True)
+        else:
+            with transaction(self.conn):
+                self._store(outcome, path, st, head, fmt, result, start, plan, dry=False)
+        return outcome
+
+    def _store(
+        self,
+        outcome: FileOutcome,
+        path: Path,
+        st: os.stat_result,
+        head: bytes,
+        fmt: str,
+        result: ReadResult,
+        start: int,
+        plan: _Plan,
+        dry: bool,
+    ) -> None:
+        key = outcome.path
+        stored = self._stored_keys(key) if key in self.known else set()
+        known_sessions = self._known_sessions(result.sessions)
+        fresh = [(s, m) for s in result.sessions for m in s.messages if (s.id, m.key) not in stored]
+        outcome.sessions = len(result.sessions)
+        outcome.new_messages = len(fresh)
+        outcome.new_turns = sum(1 for _, m in fresh if m.role == "assistant" and not is_dropped(m))
+        self.result.new_sessions += sum(1 for s in result.sessions if s.id not in known_sessions)
+        if dry:
+            return
+        if plan.drop_stored or result.replace:
+            self.conn.execute("DELETE FROM messages WHERE file_path = ?", (key,))
+            self.conn.execute("DELETE FROM sessions WHERE path = ?", (key,))
+        for session in result.sessions:
+            _write_session(self.conn, session, key, start)
+        self._record_file(key, fmt, st, head, result.end_offset, result.carry, "ok", None)
+
+    def _stored_keys(self, key: str) -> set[tuple[str, str]]:
+        rows = self.conn.execute("SELECT session_id, key FROM messages WHERE file_path = ?", (key,))
+        return {(r[0], r[1]) for r in rows}
+
+    def _known_sessions(self, sessions: list[Session]) -> set[str]:
+        if not sessions:
+            return set()
+        ids = [s.id for s in sessions]
+        marks = ",".join("?" * len(ids))
+        rows = self.conn.execute(f"SELECT id FROM sessions WHERE id IN ({marks})", ids)
+        return {r[0] for r in rows}
+
+    def _record_file(
+        self,
+        key: str,
+        fmt: str | None,
+        st: os.stat_result,
+        head: bytes,
+        offset: int,
+        carry: dict[str, Any],
+        status: str,
+        error: str | None,
+    ) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files (path, format, device, inode, size, mtime_ns,"
+            " head_hash, offset, carry, status, error, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                fmt,
+                st.st_dev,
+                st.st_ino,
+                st.st_size,
+                st.st_mtime_ns,
+                _fingerprint(head, st.st_size),
+                offset,
+                orjson.dumps(carry).decode(),
+                status,
+                error,
+                now_iso(),
+            ),
+        )
+
+
+_SESSION_UPSERT = """
+INSERT INTO sessions (id, source_format, path, native_id, started_at, project, title,
+                      parent_id, metadata, n_messages, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+ON CONFLICT(id) DO UPDATE SET
+    started_at = COALESCE(sessions.started_at, excluded.started_at),
+    project = COALESCE(excluded.project, sessions.project),
+    title = COALESCE(excluded.title, sessions.title),
+    parent_id = COALESCE(excluded.parent_id, sessions.parent_id),
+    metadata = json_patch(sessions.metadata, excluded.metadata),
+    updated_at = excluded.updated_at
+"""
+
+_MESSAGE_UPSERT = """
+INSERT INTO messages (session_id, key, seq, file_path, data, role, signals)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(session_id, key) DO UPDATE SET
+    seq = excluded.seq, file_path = excluded.file_path, data = excluded.data,
+    role = excluded.role, signals = excluded.signals
+"""
+
+
+def _write_session(conn: sqlite3.Connection, session: Session, file_key: str, start: int) -> None:
+    conn.execute(
+        _SESSION_UPSERT,
+        (
+            session.id,
+            session.source_format,
+            file_key,
+            session.native_id,
+            session.started_at,
+            session.project,
+            session.title,
+            session.parent_id,
+            _dumps(session.metadata),
+            now_iso(),
+        ),
+    )
+    base = start * SEQ_STRIDE
+    conn.executemany(
+        _MESSAGE_UPSERT,
+        [
+            (
+                session.id,
+                message.key or f"#{index}",
+                base + index,
+                file_key,
+                _dumps(message),
+                message.role,
+                ",".join(s.kind for s in message.signals),
+            )
+            for index, message in enumerate(session.messages)
+        ],
+    )
+    conn.execute(
+        "UPDATE sessions SET n_messages = (SELECT COUNT(*) FROM messages WHERE session_id = ?)"
+        " WHERE id = ?",
+        (session.id, session.id),
+    )
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+def ingest(
+    ws: Workspace,
+    cfg: Config,
+    paths: Sequence[Path] | None = None,
+    *,
+    fmt: str | None = None,
+    dry_run: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> IngestResult:
+    """Ingest ``paths`` (files or folders; None = the configured watched folders).
+
+    ``fmt`` forces a format for every file (default: detect by content, or the
+    watched folder's format). ``dry_run`` reads and counts but writes nothing.
+    ``on_progress(done, total, path)`` is called after each file.
+    """
+    result = IngestResult(dry_run=dry_run)
+    targets = _targets(ws, cfg.sources, paths, fmt)
+    conn = _open(ws, dry_run)
+    started = now_iso()
+    try:
+        files = _collect(targets, result)
+        ingestor = _Ingestor(conn, cfg, dry_run, result)
+        for done, (path, forced) in enumerate(files, 1):
+            result.add(ingestor.file(path, forced))
+            if on_progress is not None:
+                on_progress(done, len(files), str(path))
+        if not dry_run:
+            _record_event(conn, started, result)
+    finally:
+        conn.close()
+    return result
+
+
+def _open(ws: Workspace, dry_run: bool) -> sqlite3.Connection:
+    if dry_run and not ws.exists():
+        return open_store(Path(":memory:"))  # nothing stored yet: everything would be new
+    return ws.store()
+
+
+def _collect(targets: list[_Target], result: IngestResult) -> list[tuple[Path, str | None]]:
+    """Every file to look at, once each (by real path), with its forced format."""
+    seen: dict[Path, str | None] = {}
+    skipped: dict[str, FileOutcome] = {}
+
+    def skip(where: str, reason: str) -> None:
+        outcome = skipped.setdefault(where, FileOutcome(where, status="skipped"))
+        outcome.skipped[reason] += 1
+
+    for target in targets:
+        if not os.path.lexists(target.path):
+            result.missing.append(str(target.path))
+            continue
+        for path in _walk(target, skip):
+            try:
+                real = path.resolve(strict=True)
+            except (OSError, RuntimeError) as e:
+                reason = _os_reason(e) if isinstance(e, OSError) else "symlink_loop"
+                skip(str(path), reason)
+                continue
+            seen.setdefault(real, target.format)
+    for outcome in skipped.values():
+        result.files_seen += 1
+        result.add(outcome)
+    result.files_seen += len(seen)
+    return list(seen.items())
+
+
+def _record_event(conn: sqlite3.Connection, started: str, result: IngestResult) -> None:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO events (stage, status, summary, started_at, finished_at)"
+            " VALUES ('ingest', 'done', ?, ?, ?)",
+            (result.summary(), started, now_iso()),
+        )
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def load_sessions(
+    conn: sqlite3.Connection, *, ids: Sequence[str] | None = None
+) -> Iterator[Session]:
+    """Stored sessions with their messages in order (all, oldest first, or ``ids``)."""
+    if ids is None:
+        rows = conn.execute("SELECT * FROM sessions ORDER BY started_at, path, id").fetchall()
+    else:
+        by_id = {}
+        for chunk in range(0, len(ids), 500):
+            part = list(ids[chunk : chunk + 500])
+            marks = ",".join("?" * len(part))
+            for row in conn.execute(f"SELECT * FROM sessions WHERE id IN ({marks})", part):
+                by_id[row["id"]] = row
+        rows = [by_id[i] for i in ids if i in by_id]
+    for row in rows:
+        yield _session_from_row(conn, row)
+
+
+def _session_from_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Session:
+    messages = [
+        _message_from_json(r[0])
+        for r in conn.execute(
+            "SELECT data FROM messages WHERE session_id = ? ORDER BY seq", (row["id"],)
+        )
+    ]
+    return Session(
+        id=row["id"],
+        source_format=row["source_format"],
+        path=row["path"],
+        native_id=row["native_id"] or "",
+        started_at=row["started_at"],
+        project=row["project"],
+        title=row["title"],
+        parent_id=row["parent_id"],
+        messages=messages,
+        metadata=orjson.loads(row["metadata"]),
+    )
+
+
+def _message_from_json(data: str) -> Message:
+    return Message.from_dict(orjson.loads(data))
+
+
+def find_session(conn: sqlite3.Connection, prefix: str) -> str:
+    """The one session id starting with ``prefix``; a UsageError when none or several."""
+    rows = conn.execute(
+        "SELECT id FROM sessions WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+        (prefix, prefix + "\U0010ffff"),
+    ).fetchall()
+    if not rows:
+        raise UsageError(
+            f"no session id starts with '{prefix}'", hint="see `mlx-rsi sessions list`"
+        )
+    if len(rows) > 1:
+        shown = ", ".join(r[0] for r in rows[:5])
+        raise UsageError(
+            f"session id prefix '{prefix}' is ambiguous ({shown} …)", hint="give more characters"
+        )
+    return str(rows[0][0])
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One row of `mlx-rsi sessions list`."""
+
+    id: str
+    source_format: str
+    started_at: str | None
+    project: str | None
+    title: str | None
+    messages: int
+    turns: int
+    signals: dict[str, int]
+    parent_id: str | None
+
+
+def session_summaries(
+    conn: sqlite3.Connection, *, fmt: str | None = None, limit: int | None = 50
+) -> list[SessionSummary]:
+    """Stored sessions, newest first, with their assistant turns and signal counts."""
+    where, args = ("WHERE s.source_format = ?", [fmt]) if fmt else ("", [])
+    rows = conn.execute(
+        "SELECT s.id, s.source_format, s.started_at, s.project, s.title, s.n_messages,"
+        " s.parent_id,"
+        " (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id"
+        "  AND m.role = 'assistant') AS turns,"
+        " (SELECT GROUP_CONCAT(m.signals, ',') FROM messages m WHERE m.session_id = s.id"
+        "  AND m.signals != '') AS signals"
+        f" FROM sessions s {where} ORDER BY s.started_at DESC, s.id LIMIT ?",
+        [*args, -1 if limit is None else limit],
+    )
+    return [
+        SessionSummary(
+            id=row["id"],
+            source_format=row["source_format"],
+            started_at=row["started_at"],
+            project=row["project"],
+            title=row["title"],
+            messages=row["n_messages"],
+            turns=row["turns"],
+            signals=dict(Counter(k for k in (row["signals"] or "").split(",") if k)),
+            parent_id=row["parent_id"],
+        )
+        for row in rows
+    ]
