@@ -135,9 +135,21 @@ def build_tiny_model(
         model.generation_config.eos_token_id = config.eos_token_id
         model.generation_config.pad_token_id = config.pad_token_id
         model.generation_config.bos_token_id = config.bos_token_id
-        model.save_pretrained(tmp)
+        _save_quietly(model, tmp)
         _add_legacy_rope_keys(tmp / "config.json", arch)
     return out_dir
+
+
+def _save_quietly(model: Any, out_dir: Path) -> None:
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(out_dir)
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _add_legacy_rope_keys(config_path: Path, arch: str) -> None:
