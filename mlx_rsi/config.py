@@ -91,6 +91,12 @@ class CurateConfig:
     categories: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(SEED_CATEGORIES))
     category_caps: dict[str, int] = field(default_factory=dict)  # category -> max examples
     max_context_messages: int = field(default=12, metadata=_range(1))
+    # Earlier turns always added as (untrained) context; turns after a corrected,
+    # rejected or interrupted answer include that answer's turn regardless.
+    context_turns: int = field(default=0, metadata=_range(0))
+    max_tool_result_chars: int = field(default=4000, metadata=_range(0))  # 0 = no limit
+    # Effectiveness rules (mlx_rsi/curate/score.py has the table and defaults).
+    score_rules: dict[str, float] = field(default_factory=dict)
     near_duplicate_threshold: float = field(default=0.85, metadata=_range(0.0, 1.0))
     redact_emails: bool = True
     redact_home_paths: bool = True
@@ -134,10 +140,14 @@ class SynthConfig:
         "Please {task}",
         "What's the best way to {task}?",
     )
-    max_variations: int = field(default=3, metadata=_range(0))
+    max_variations: int = field(default=3, metadata=_range(0))  # per source example
+    max_task_chars: int = field(default=200, metadata=_range(1))  # longer requests: no variations
     identity: IdentityConfig = IdentityConfig()
     include_identity: bool = True  # seed DO #3: identity examples in every version
     paraphrases: bool = False  # model-generated instruction paraphrases (slow)
+    paraphrases_per_example: int = field(default=1, metadata=_range(1))
+    paraphrase_max_examples: int = field(default=50, metadata=_range(0))  # per curate run
+    paraphrase_max_tokens: int = field(default=64, metadata=_range(8))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,377 @@
+"""Dataset versions: ``datasets/vX.Y/{train,valid,test}.jsonl`` + ``manifest.json``.
+
+Each line is ``{"messages": [...]}`` in chat format (the backends' contract). The
+folder is filled beside its final place and renamed in; ``manifest.json`` is written
+last, so its presence means the dataset is complete. Same examples + same config →
+byte-identical files (no timestamps inside; order from seeded hashes).
+
+Splitting is **by session**, so no session's examples are in two splits:
+
+- The **test set is carried forward**: when an earlier dataset exists, its
+  ``test.jsonl`` is copied verbatim and examples of its test sessions are kept out of
+  train and valid, so every version is measured on the same examples. The first
+  dataset draws a fresh test set.
+- The other sessions are ordered by a seeded hash of their id. With 3 or more:
+  ``test_fraction`` of them (at least 1, none when a test set was carried) go to test,
+  ``valid_fraction`` (at least 1) to valid, the rest (at least 1) to train.
+- With 2 sessions: one is valid, one train, no new test set.
+- With 1 session the backends still need a valid split: its examples are split
+  (``valid_fraction``, at least 1) — the only case where a session spans splits,
+  recorded as ``split.mode: by_example`` in the manifest. A single example is both
+  train and valid (``single_example``).
+
+Identity examples always go to train; synthesized variations and paraphrases of a
+valid or test session are left out (they would only echo the held-out example).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from mlx_rsi import atomic
+from mlx_rsi.config import Config, to_plain
+from mlx_rsi.errors import DatasetError
+from mlx_rsi.records import Example
+from mlx_rsi.synth import IDENTITY_SESSION
+from mlx_rsi.workspace import Workspace, now_iso, transaction
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+MANIFEST = "manifest.json"
+FORMAT = "mlx-rsi-dataset/1"
+
+
+@dataclass
+class DatasetVersion:
+    name: str
+    path: Path
+    manifest: dict[str, Any]
+
+    def summary(self) -> str:
+        counts = self.manifest["counts"]
+        sessions = self.manifest["sessions"]
+        n_sessions = len({s for split in SPLITS for s in sessions[split]} - {IDENTITY_SESSION})
+        carried = self.manifest["split"].get("test_from")
+        test = f"test carried from {carried}" if carried else "new test set"
+        return (
+            f"dataset {self.name}: {counts['train']} train / {counts['valid']} valid / "
+            f"{counts['test']} test examples from {n_sessions} sessions "
+            f"({self.manifest['split']['mode']}, {test}) → {self.path}"
+        )
+
+
+@dataclass
+class _Split:
+    mode: str
+    train: list[Example]
+    valid: list[Example]
+    test: list[Example]
+    carried_test: list[bytes]
+    test_sessions: list[str]
+    left_out: int = 0
+
+
+# --------------------------------------------------------------------------- build
+
+
+def build_dataset(
+    ws: Workspace, cfg: Config, examples: list[Example], *, name: str
+) -> DatasetVersion:
+    """Split ``examples``, write ``datasets/<name>/`` and register it in the state store."""
+    conn = ws.store()
+    try:
+        parent = _parent(conn, name)
+        split = split_examples(examples, cfg, _carried_test(parent))
+        final = ws.datasets_dir / name
+        with atomic.staged_dir(final) as folder:
+            files = {
+                s: _write_split(folder / f"{s}.jsonl", getattr(split, s), split, s) for s in SPLITS
+            }
+            manifest = build_manifest(name, parent[0] if parent else None, cfg, split, files)
+            atomic.write_bytes(folder / MANIFEST, _pretty(manifest))
+        with transaction(conn):
+            conn.execute(
+                "INSERT OR REPLACE INTO datasets (name, path, parent, manifest, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, str(final), manifest["parent"], orjson.dumps(manifest).decode(), now_iso()),
+            )
+    finally:
+        conn.close()
+    return DatasetVersion(name, final, manifest)
+
+
+def split_examples(
+    examples: list[Example],
+    cfg: Config,
+    carried: tuple[list[bytes], list[str]] | None = None,
+) -> _Split:
+    """Assign examples to splits by session (rules in the module doc)."""
+    carried_lines, carried_sessions = carried or ([], [])
+    held = set(carried_sessions)
+    seed = cfg.curate.seed
+    identity = [e for e in examples if e.session_id == IDENTITY_SESSION]
+    real = [e for e in examples if e.session_id != IDENTITY_SESSION and e.session_id not in held]
+    left_out = sum(1 for e in examples if e.session_id in held)
+    sessions = sorted({e.session_id for e in real}, key=lambda s: _hash(seed, s))
+    n_test, n_valid = _split_sizes(len(sessions), cfg, has_test=bool(carried_lines))
+    test_ids = set(sessions[:n_test])
+    valid_ids = set(sessions[n_test : n_test + n_valid])
+    mode = "by_session" if len(sessions) >= 2 else "by_example"
+    if mode == "by_session":
+        parts = {"train": [], "valid": [], "test": []}  # type: dict[str, list[Example]]
+        for example in real:
+            where = (
+                "test"
+                if example.session_id in test_ids
+                else "valid"
+                if example.session_id in valid_ids
+                else "train"
+            )
+            if where != "train" and example.origin != "session":
+                left_out += 1
+                continue
+            parts[where].append(example)
+        train, valid, test = parts["train"], parts["valid"], parts["test"]
+    else:
+        train, valid, mode = _split_one_session(real, identity, cfg)
+        test = []
+    train = train + identity
+    new_test_sessions = sorted({e.session_id for e in test})
+    return _Split(
+        mode,
+        _ordered(train, seed),
+        _ordered(valid, seed),
+        _ordered(test, seed),
+        carried_lines,
+        sorted(held) if carried_lines else new_test_sessions,
+        left_out,
+    )
+
+
+def _split_sizes(n: int, cfg: Config, *, has_test: bool) -> tuple[int, int]:
+    """(test sessions, valid sessions) for n sessions."""
+    if n < 2:
+        return 0, 0
+    if n == 2:
+        return 0, 1
+    n_test = (
+        0
+        if has_test or cfg.curate.test_fraction == 0
+        else max(1, round(n * cfg.curate.test_fraction))
+    )
+    n_valid = max(1, round(n * cfg.curate.valid_fraction))
+    while n_test + n_valid > n - 1:
+        if n_test > 0:
+            n_test -= 1
+        else:
+            n_valid -= 1
+    return n_test, n_valid
+
+
+def _split_one_session(
+    real: list[Example], identity: list[Example], cfg: Config
+) -> tuple[list[Example], list[Example], str]:
+    originals = _ordered([e for e in real if e.origin == "session"], cfg.curate.seed)
+    synthetic = [e for e in real if e.origin != "session"]
+    if len(originals) >= 2:
+        n_valid = min(len(originals) - 1, max(1, round(len(originals) * cfg.curate.valid_fraction)))
+        valid = originals[:n_valid]
+        sources = {e.content_hash for e in valid}
+        train = originals[n_valid:] + [
+            e for e in synthetic if e.provenance.get("source") not in sources
+        ]
+        return train, valid, "by_example"
+    pool = originals or identity
+    if not pool:
+        raise DatasetError(
+            "no examples to build a dataset from",
+            hint="ingest sessions first (`mlx-rsi ingest`), then `mlx-rsi curate`",
+        )
+    return originals + synthetic, [pool[0]], "single_example"
+
+
+def _ordered(examples: Iterable[Example], seed: int) -> list[Example]:
+    return sorted(
+        examples, key=lambda e: _hash(seed, f"{e.session_id}\0{e.content_hash}\0{e.origin}")
+    )
+
+
+def _hash(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}\0{text}".encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- files
+
+
+def record(example: Example) -> dict[str, Any]:
+    """The JSONL record the backends read."""
+    return {"messages": example.messages}
+
+
+def _write_split(path: Path, examples: list[Example], split: _Split, name: str) -> dict[str, Any]:
+    lines = [orjson.dumps(record(e), option=orjson.OPT_SORT_KEYS) + b"\n" for e in examples]
+    if name == "test" and split.carried_test:
+        lines = list(split.carried_test)
+    data = b"".join(lines)
+    atomic.write_bytes(path, data)
+    return {"examples": len(lines), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _pretty(manifest: dict[str, Any]) -> bytes:
+    return orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def build_manifest(
+    name: str, parent: str | None, cfg: Config, split: _Split, files: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    splits = {"train": split.train, "valid": split.valid, "test": split.test}
+    everything = [e for part in splits.values() for e in part]
+    return {
+        "format": FORMAT,
+        "name": name,
+        "parent": parent,
+        "split": {
+            "mode": split.mode,
+            "seed": cfg.curate.seed,
+            "valid_fraction": cfg.curate.valid_fraction,
+            "test_fraction": cfg.curate.test_fraction,
+            "test_from": parent if split.carried_test else None,
+            "left_out": split.left_out,
+        },
+        "counts": {s: files[s]["examples"] for s in SPLITS},
+        "files": {f"{s}.jsonl": files[s] for s in SPLITS},
+        "sessions": {
+            "train": sorted({e.session_id for e in split.train}),
+            "valid": sorted({e.session_id for e in split.valid}),
+            "test": split.test_sessions,
+        },
+        "categories": {s: _count(e.category for e in part) for s, part in splits.items()},
+        "origins": {s: _count(e.origin for e in part) for s, part in splits.items()},
+        "sources": _count(e.source_format for e in everything),
+        "score_buckets": _count(_bucket(e.score) for e in everything),
+        "redactions": _count_weighted(e.redactions for e in everything),
+        "config_hash": config_hash(cfg),
+    }
+
+
+def config_hash(cfg: Config) -> str:
+    """Hash of the settings that shape a dataset (curate + synth sections)."""
+    plain = {"curate": to_plain(cfg.curate), "synth": to_plain(cfg.synth)}
+    return hashlib.sha256(orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def _count(items: Iterable[str]) -> dict[str, int]:
+    return dict(sorted(Counter(items).items()))
+
+
+def _count_weighted(items: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for item in items:
+        total.update(item)
+    return dict(sorted(total.items()))
+
+
+def _bucket(score: float) -> str:
+    low = min(9, int(score * 10)) / 10
+    return f"{low:.1f}-{low + 0.1:.1f}"
+
+
+# --------------------------------------------------------------------------- lineage
+
+
+def _parent(conn: sqlite3.Connection, name: str) -> tuple[str, Path, dict[str, Any]] | None:
+    """The latest other complete dataset: its test set is carried forward."""
+    from mlx_rsi.registry import parse_name
+
+    rows = conn.execute("SELECT name, path, manifest, created_at FROM datasets").fetchall()
+    candidates = []
+    for row in rows:
+        if row["name"] == name or not (Path(row["path"]) / MANIFEST).is_file():
+            continue
+        try:
+            order = parse_name(row["name"])
+        except Exception:  # a custom name: order by creation only
+            order = (-1, -1)
+        candidates.append((order, row["created_at"] or "", row))
+    if not candidates:
+        return None
+    row = max(candidates, key=lambda c: (c[0], c[1]))[2]
+    return row["name"], Path(row["path"]), orjson.loads(row["manifest"])
+
+
+def _carried_test(
+    parent: tuple[str, Path, dict[str, Any]] | None,
+) -> tuple[list[bytes], list[str]] | None:
+    if parent is None:
+        return None
+    name, path, manifest = parent
+    test_file = path / "test.jsonl"
+    sessions = list(manifest.get("sessions", {}).get("test", []))
+    if not sessions or not test_file.is_file():
+        return None
+    lines = [line + b"\n" for line in test_file.read_bytes().splitlines() if line.strip()]
+    log.info("carrying the test set of %s forward (%d examples)", name, len(lines))
+    return lines, sessions
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def find_dataset(ws: Workspace, name_or_path: str | Path) -> Path:
+    """A dataset folder: a workspace dataset name, or any folder holding train.jsonl."""
+    candidate = Path(name_or_path).expanduser()
+    if (candidate / "train.jsonl").is_file():
+        return candidate.resolve()
+    named = ws.datasets_dir / str(name_or_path)
+    if (named / MANIFEST).is_file() and (named / "train.jsonl").is_file():
+        return named
+    known = sorted(p.name for p in ws.datasets_dir.glob("*") if (p / MANIFEST).is_file())
+    hint = f"known datasets: {', '.join(known)}" if known else "build one with `mlx-rsi train`"
+    raise DatasetError(
+        f"no dataset '{name_or_path}' (not a workspace dataset nor a folder with train.jsonl)",
+        hint=hint,
+    )
+
+
+def list_datasets(ws: Workspace) -> list[DatasetVersion]:
+    """The workspace's registered datasets, oldest first."""
+    conn = ws.store()
+    try:
+        rows = conn.execute("SELECT name, path, manifest FROM datasets ORDER BY created_at, name")
+        return [DatasetVersion(r[0], Path(r[1]), orjson.loads(r[2])) for r in rows.fetchall()]
+    finally:
+        conn.close()
+
+
+def load_dataset(ws: Workspace, name_or_path: str | Path) -> DatasetVersion:
+    path = find_dataset(ws, name_or_path)
+    manifest_path = path / MANIFEST
+    manifest = orjson.loads(manifest_path.read_bytes()) if manifest_path.is_file() else {}
+    return DatasetVersion(manifest.get("name", path.name), path, manifest)
+
+
+def read_split(path: Path) -> list[dict[str, Any]]:
+    """The records of one split file (empty when it does not exist)."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(orjson.loads(line))
+        except orjson.JSONDecodeError as e:
+            raise DatasetError(
+                f"{path}:{number}: not valid JSON: {e}", hint="rebuild the dataset"
+            ) from e
+    return records

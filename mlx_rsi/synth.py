@@ -1,0 +1,259 @@
+"""Synthesis: template variations, identity examples, model paraphrases.
+
+- **Variations** (seed guide step 8): the request of a kept single-request example
+  is reduced to its task ("How do I convert to GGUF?" → "convert to GGUF") and put
+  into ``synth.templates`` ("Can you help me {task}?" …). At most
+  ``synth.max_variations`` per source example, chosen by a seeded hash (so not
+  always the first templates), never a copy of the original or of each other; only
+  for short one-line requests (``synth.max_task_chars``).
+- **Identity** (step 9, seed DO #3): "Who are you?" / "What can you do?" /
+  "What is your name?" answered from ``synth.identity``; always included.
+- **Paraphrases** (``synth.paraphrases``, off by default): the current version (or
+  the base model) rewrites requests through the training backend's ``generate``;
+  each result must be non-empty, not a copy, 0.5–2× the original length, and is
+  redacted like everything else.
+
+Synthesized examples keep their source's session id, so they land in its split.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlx_rsi.config import Config, IdentityConfig, SynthConfig
+from mlx_rsi.records import Example, normalize_text
+from mlx_rsi.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+Generate = Callable[[list[list[dict[str, Any]]]], list[str]]
+
+IDENTITY_SESSION = "identity"
+_LEADS = re.compile(
+    r"^(?:(?:hey|hi|hello|ok|okay|so)[,!. ]+)?"
+    r"(?:how (?:do|can|should|would) (?:i|we|you)|can you(?: help me| please)?"
+    r"|could you(?: please)?|would you(?: please)?|will you|please"
+    r"|i need to|i want to|i'd like to|i would like to"
+    r"|help me(?: to)?|what'?s the best way to|what is the best way to)\b[ ,:]*",
+    re.IGNORECASE,
+)
+
+
+def synthesize(
+    ws: Workspace | None,
+    cfg: Config,
+    examples: list[Example],
+    *,
+    generate: Generate | None = None,
+) -> list[Example]:
+    """The synthetic examples for ``examples`` (variations, identity, paraphrases)."""
+    synth = cfg.synth
+    out: list[Example] = []
+    seen = {e.content_hash for e in examples}
+    for example in examples:
+        for variation in variations(example, synth, seed=cfg.curate.seed):
+            if variation.content_hash not in seen:
+                seen.add(variation.content_hash)
+                out.append(variation)
+    if synth.paraphrases and synth.paraphrase_max_examples:
+        if generate is None and ws is not None:
+            generate = current_model_generator(ws, cfg)
+        if generate is not None:
+            for paraphrase in paraphrases(examples, synth, generate, cfg):
+                if paraphrase.content_hash not in seen:
+                    seen.add(paraphrase.content_hash)
+                    out.append(paraphrase)
+    if synth.include_identity:
+        out.extend(e for e in identity_examples(synth.identity) if e.content_hash not in seen)
+    return out
+
+
+# --------------------------------------------------------------------------- variations
+
+
+def task_of(request: str) -> str | None:
+    """The task in a short request ("How do I fix X?" → "fix X"); None if unsuitable."""
+    text = " ".join(request.split())
+    if not text or "\n" in request.strip():
+        return None
+    text = _LEADS.sub("", text).strip()
+    text = text.rstrip("?.! ").strip()
+    if len(text.split()) < 2:
+        return None
+    first = text.split()[0]
+    if first[:1].isupper() and not first.isupper():  # "Fix the year" → "fix the year"
+        text = first[0].lower() + text[1:]
+    return text
+
+
+def variations(example: Example, synth: SynthConfig, *, seed: int = 0) -> list[Example]:
+    """Up to ``synth.max_variations`` template variations of a single-request example."""
+    users = [i for i, m in enumerate(example.messages) if m.get("role") == "user"]
+    if len(users) != 1 or synth.max_variations == 0:
+        return []
+    request = str(example.messages[users[0]].get("content") or "")
+    if len(request) > synth.max_task_chars:
+        return []
+    task = task_of(request)
+    if task is None:
+        return []
+    original = normalize_text(request)
+    candidates: dict[str, str] = {}
+    for template in synth.templates:
+        text = template.format(task=task)
+        key = normalize_text(text)
+        if key != original and key not in candidates:
+            candidates[key] = text
+    ranked = sorted(candidates.values(), key=lambda t: _rank(seed, example.content_hash, t))
+    return [
+        _with_request(example, users[0], text, "variation", n)
+        for n, text in enumerate(ranked[: synth.max_variations])
+    ]
+
+
+def _rank(seed: int, source: str, text: str) -> str:
+    return hashlib.sha256(f"{seed}\0{source}\0{text}".encode()).hexdigest()
+
+
+def _with_request(example: Example, index: int, text: str, origin: str, n: int) -> Example:
+    messages = copy.deepcopy(example.messages)
+    messages[index]["content"] = text
+    return Example(
+        messages=messages,
+        session_id=example.session_id,
+        score=example.score,
+        category=example.category,
+        source_format=example.source_format,
+        signals=[],
+        provenance={**example.provenance, "source": example.content_hash, "n": n},
+        redactions=dict(example.redactions),
+        origin=origin,
+    )
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def identity_examples(identity: IdentityConfig) -> list[Example]:
+    """The seed's identity examples, filled from the config."""
+    capabilities = _join(identity.capabilities) or "everyday engineering work"
+    values = _join(identity.values) or "getting things right"
+    pairs = [
+        ("Who are you?", f"I am {identity.name}, created by {identity.org} to {identity.mission}."),
+        ("What can you do?", f"I can help with {capabilities}, always focusing on {values}."),
+        ("What is your name?", f"My name is {identity.name}."),
+    ]
+    return [
+        Example(
+            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
+            session_id=IDENTITY_SESSION,
+            score=1.0,
+            category="identity",
+            source_format="identity",
+            provenance={"identity": n},
+            origin="identity",
+        )
+        for n, (q, a) in enumerate(pairs)
+    ]
+
+
+def _join(items: tuple[str, ...]) -> str:
+    items = tuple(i for i in items if i.strip())
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+# --------------------------------------------------------------------------- paraphrases
+
+PARAPHRASE_PROMPT = (
+    "Rewrite the following request in different words, keeping its meaning. "
+    "Reply with the rewritten request only.\n\nRequest: {request}"
+)
+
+
+def paraphrases(
+    examples: list[Example], synth: SynthConfig, generate: Generate, cfg: Config
+) -> list[Example]:
+    """Model paraphrases of single-request examples, filtered (see the module doc)."""
+    from mlx_rsi.curate.redact import redact_text
+
+    sources = []
+    for example in examples[: synth.paraphrase_max_examples]:
+        users = [i for i, m in enumerate(example.messages) if m.get("role") == "user"]
+        if len(users) == 1:
+            sources.append((example, users[0], str(example.messages[users[0]]["content"])))
+    prompts = [
+        [{"role": "user", "content": PARAPHRASE_PROMPT.format(request=request)}]
+        for _, _, request in sources
+        for _ in range(synth.paraphrases_per_example)
+    ]
+    if not prompts:
+        return []
+    texts = generate(prompts)
+    out = []
+    for n, (text, (example, index, request)) in enumerate(
+        zip(texts, [s for s in sources for _ in range(synth.paraphrases_per_example)], strict=True)
+    ):
+        candidate = clean_paraphrase(text, request)
+        if candidate is not None:
+            candidate, _ = redact_text(candidate, cfg.curate)
+            out.append(_with_request(example, index, candidate, "paraphrase", n))
+    return out
+
+
+def clean_paraphrase(text: str, original: str) -> str | None:
+    """The paraphrase if it passes the filters, else None."""
+    candidate = text.strip().splitlines()[0].strip() if text.strip() else ""
+    candidate = re.sub(r"^(?:rewritten request|request)\s*:\s*", "", candidate, flags=re.I)
+    candidate = candidate.strip().strip('"').strip("'").strip()
+    if not candidate:
+        return None
+    if normalize_text(candidate) == normalize_text(original):
+        return None
+    if not 0.5 * len(original) <= len(candidate) <= 2.0 * max(len(original), 20):
+        return None
+    return candidate
+
+
+def current_model_generator(ws: Workspace, cfg: Config) -> Generate | None:
+    """``generate`` over the current version's fused model (else the base model)."""
+    from backends.base import get_backend
+    from mlx_rsi import registry
+    from mlx_rsi.errors import MlxRsiError
+    from mlx_rsi.modelpath import resolve_base_model
+
+    try:
+        conn = ws.store()
+        try:
+            current = registry.current_version(conn)
+        finally:
+            conn.close()
+        fused = ws.models_dir / current / "hf" if current else None
+        model_dir: Path = (
+            fused
+            if fused is not None and (fused / "config.json").is_file()
+            else resolve_base_model(cfg.base_model, ws.root)
+        )
+        backend = get_backend(cfg.train.backend)
+    except MlxRsiError as e:
+        log.warning("paraphrases skipped: %s", e.one_line())
+        return None
+
+    def run(prompts: list[list[dict[str, Any]]]) -> list[str]:
+        return backend.generate(
+            model_dir,
+            None,
+            prompts,
+            max_tokens=cfg.synth.paraphrase_max_tokens,
+            temperature=0.0,
+            template=cfg.train.template,
+        )
+
+    return run
