@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "status": "mlx_rsi.commands.status:status",
     "doctor": "mlx_rsi.commands.doctor:doctor",
     "train": "mlx_rsi.commands.train:train",
+    "curate": "mlx_rsi.commands.curate:curate",
+    "dataset": "mlx_rsi.commands.dataset:dataset",
     "ingest": "mlx_rsi.commands.ingest:ingest",
     "sessions": "mlx_rsi.commands.sessions:sessions",
 }

@@ -375,3 +375,154 @@ def read_split(path: Path) -> list[dict[str, Any]]:
                 f"{path}:{number}: not valid JSON: {e}", hint="rebuild the dataset"
             ) from e
     return records
+
+
+# --------------------------------------------------------------------------- exports
+
+EXPORT_FORMATS = ("llamafactory", "mlx", "openai")
+
+
+def export_dataset(source: Path, fmt: str, out: Path, *, name: str | None = None) -> list[Path]:
+    """Write the dataset at ``source`` to ``out`` in another tool's layout.
+
+    - ``openai``: ``{split}.jsonl`` in OpenAI's fine-tuning chat format (tool-call
+      arguments as JSON strings, ``weight: 0`` kept on context answers).
+    - ``mlx``: an mlx-lm data folder (``{split}.jsonl`` with ``messages``).
+    - ``llamafactory``: ``dataset_info.json`` plus ShareGPT files for every split and
+      Alpaca files (the seed's format) for its single-request examples.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise DatasetError(
+            f"unknown export format '{fmt}'", hint=f"use one of {', '.join(EXPORT_FORMATS)}"
+        )
+    name = name or source.name
+    splits = {s: read_split(source / f"{s}.jsonl") for s in SPLITS}
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "llamafactory":
+        return _export_llamafactory(splits, out, name)
+    written = []
+    for split, records in splits.items():
+        convert = _openai_record if fmt == "openai" else _mlx_record
+        lines = [orjson.dumps(convert(r), option=orjson.OPT_SORT_KEYS) + b"\n" for r in records]
+        atomic.write_bytes(out / f"{split}.jsonl", b"".join(lines))
+        written.append(out / f"{split}.jsonl")
+    return written
+
+
+def _openai_record(record: dict[str, Any]) -> dict[str, Any]:
+    messages = []
+    for message in record["messages"]:
+        entry = dict(message)
+        if entry.get("tool_calls"):
+            entry["tool_calls"] = [
+                {
+                    **call,
+                    "function": {
+                        "name": call["function"]["name"],
+                        "arguments": _arguments_text(call["function"].get("arguments")),
+                    },
+                }
+                for call in entry["tool_calls"]
+            ]
+        messages.append(entry)
+    return {**record, "messages": messages}
+
+
+def _arguments_text(arguments: Any) -> str:
+    if isinstance(arguments, str):
+        return arguments
+    return orjson.dumps(arguments, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _mlx_record(record: dict[str, Any]) -> dict[str, Any]:
+    messages = [{k: v for k, v in m.items() if k != "weight"} for m in record["messages"]]
+    return {**record, "messages": messages}
+
+
+def _export_llamafactory(
+    splits: dict[str, list[dict[str, Any]]], out: Path, name: str
+) -> list[Path]:
+    info: dict[str, Any] = {}
+    written = []
+    for split, records in splits.items():
+        if not records:
+            continue
+        sharegpt = f"{name}_{split}.json"
+        atomic.write_bytes(out / sharegpt, _json([to_sharegpt(r) for r in records]))
+        info[f"{name}_{split}"] = {
+            "file_name": sharegpt,
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "system": "system"},
+            "tags": {
+                "role_tag": "from",
+                "content_tag": "value",
+                "user_tag": "human",
+                "assistant_tag": "gpt",
+                "observation_tag": "observation",
+                "function_tag": "function_call",
+                "system_tag": "system",
+            },
+        }
+        written.append(out / sharegpt)
+        alpaca_rows = [row for row in (to_alpaca(r) for r in records) if row is not None]
+        if alpaca_rows:
+            alpaca = f"{name}_{split}_alpaca.json"
+            atomic.write_bytes(out / alpaca, _json(alpaca_rows))
+            info[f"{name}_{split}_alpaca"] = {"file_name": alpaca, "formatting": "alpaca"}
+            written.append(out / alpaca)
+    atomic.write_bytes(out / "dataset_info.json", _json(info))
+    return [out / "dataset_info.json", *written]
+
+
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def to_sharegpt(record: dict[str, Any]) -> dict[str, Any]:
+    """A chat record as ShareGPT turns (human / gpt / function_call / observation)."""
+    turns: list[dict[str, str]] = []
+    system = ""
+    for message in record["messages"]:
+        role = message.get("role")
+        content = str(message.get("content") or "")
+        if role == "system":
+            system = content
+        elif role == "user":
+            turns.append({"from": "human", "value": content})
+        elif role == "tool":
+            _append_turn(turns, "observation", content)
+        elif message.get("tool_calls"):
+            calls = [
+                {"name": c["function"]["name"], "arguments": c["function"].get("arguments")}
+                for c in message["tool_calls"]
+            ]
+            value = calls[0] if len(calls) == 1 else calls
+            turns.append({"from": "function_call", "value": orjson.dumps(value).decode()})
+        else:
+            _append_turn(turns, "gpt", content)
+    row: dict[str, Any] = {"conversations": turns}
+    if system:
+        row["system"] = system
+    return row
+
+
+def _append_turn(turns: list[dict[str, str]], role: str, content: str) -> None:
+    """Consecutive turns of one role are merged (ShareGPT alternates)."""
+    if turns and turns[-1]["from"] == role:
+        turns[-1]["value"] = f"{turns[-1]['value']}\n\n{content}"
+    else:
+        turns.append({"from": role, "value": content})
+
+
+def to_alpaca(record: dict[str, Any]) -> dict[str, str] | None:
+    """``{instruction, input, output}`` for a one-request, no-tools record; else None."""
+    messages = [m for m in record["messages"] if m.get("role") != "system"]
+    if len(messages) != 2 or [m.get("role") for m in messages] != ["user", "assistant"]:
+        return None
+    if messages[1].get("tool_calls"):
+        return None
+    return {
+        "instruction": str(messages[0].get("content") or ""),
+        "input": "",
+        "output": str(messages[1].get("content") or ""),
+    }
