@@ -13,7 +13,7 @@ pytest.importorskip("mlx.core")
 pytest.importorskip("mlx_lm")
 
 import mlx.core as mx
-from fixtures_models import tiny_llama_dir  # noqa: F401
+from fixtures_models import tiny_gemma_dir, tiny_llama_dir, tiny_qwen2_dir  # noqa: F401
 
 from backends import chat, mlx_checkpoint, mlx_data, mlx_model, mlx_train
 from backends.base import TrainEvent, TrainSpec
@@ -305,6 +305,19 @@ def test_fused_model_matches_base_plus_adapter_in_transformers(
     prompt = [THREE_TURNS[1]]
     ours = BACKEND.generate(tiny_llama_dir, result.adapter_dir, [prompt], max_tokens=8)
     assert ours == BACKEND.generate(fused, None, [prompt], max_tokens=8)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_qwen2_dir", "tiny_gemma_dir"])
+def test_other_architectures_train_and_fuse(
+    request: pytest.FixtureRequest, dataset: Path, tmp_path: Path, fixture: str
+) -> None:
+    model_dir: Path = request.getfixturevalue(fixture)
+    result = BACKEND.train(_spec(model_dir, max_steps=2), dataset, tmp_path / "run", Recorder())
+    fused = BACKEND.fuse(model_dir, result.adapter_dir, tmp_path / "fused")
+    ids = chat.encode_chat(chat.load_tokenizer(model_dir), THREE_TURNS).ids
+    np.testing.assert_allclose(
+        _hf_logits(fused, ids), _mlx_logits(model_dir, result.adapter_dir, ids), atol=5e-4
+    )
 
 
 def test_qlora_quantizes_the_frozen_base_and_learns(
