@@ -2,14 +2,14 @@
 
 Both keep the best-scored member: examples are visited best first (score, then a
 stable key), and one is dropped when an already kept example has the same content
-hash, or an estimated Jaccard similarity of at least ``threshold`` over the word
-1- and 2-grams of its text (request and answer, tool calls included).
+hash, or a Jaccard similarity of at least ``threshold`` between the word sets
+of their texts (request and answer, tool calls included); MinHash LSH finds the
+candidates, so this stays near-linear in the number of examples.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import re
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from datasketch import MinHash
 
 NUM_PERM = 128
+LSH_MARGIN = 0.2  # candidate threshold below the configured one
 _WORD = re.compile(r"\w+")
 
 
@@ -58,33 +59,45 @@ def dedup_exact(examples: list[Example], dropped: Counter[str]) -> list[Example]
     return list(kept.values())
 
 
-def _minhash(text: str) -> MinHash:
+def shingles(text: str) -> set[str]:
+    """The set of lower-cased words: robust to rewording and reordering of a request."""
+    return set(_WORD.findall(text.lower()))
+
+
+def _minhash(items: set[str]) -> MinHash:
     from datasketch import MinHash
 
-    words = _WORD.findall(text.lower())
-    shingles = set(words) | {f"{a} {b}" for a, b in itertools.pairwise(words)}
     minhash = MinHash(num_perm=NUM_PERM, seed=1)
-    minhash.update_batch([s.encode() for s in sorted(shingles)])
+    minhash.update_batch([s.encode() for s in sorted(items)])
     return minhash
 
 
 def dedup_near(examples: list[Example], threshold: float, dropped: Counter[str]) -> list[Example]:
-    """Drop near-duplicates (threshold 0 or 1 turns this off: 1 = exact only)."""
+    """Drop near-duplicates (threshold 0 or 1 turns this off: 1 = exact only).
+
+    LSH finds candidates at a lower threshold (so pairs just above ``threshold`` are
+    not missed by its banding); the exact Jaccard of the shingle sets decides.
+    """
     if threshold <= 0.0 or threshold >= 1.0 or len(examples) < 2:
         return list(examples)
     from datasketch import MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    lsh = MinHashLSH(threshold=max(0.3, threshold - LSH_MARGIN), num_perm=NUM_PERM)
     kept: list[Example] = []
-    hashes: dict[str, MinHash] = {}
+    sets: dict[str, set[str]] = {}
     for index, example in enumerate(best_first(examples)):
-        minhash = _minhash(example_text(example))
-        neighbours = lsh.query(minhash)
-        if any(hashes[n].jaccard(minhash) >= threshold for n in neighbours):
+        items = shingles(example_text(example))
+        minhash = _minhash(items)
+        if any(_jaccard(sets[n], items) >= threshold for n in lsh.query(minhash)):
             dropped["near_duplicate"] += 1
             continue
         key = str(index)
         lsh.insert(key, minhash)
-        hashes[key] = minhash
+        sets[key] = items
         kept.append(example)
     return kept
+
+
+def _jaccard(a: set[str], b: set[str]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 1.0
