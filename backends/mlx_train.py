@@ -324,8 +324,12 @@ class Trainer:
         run = self.run
         self.emit(
             "start",
-            message=f"training {mlx_model.trainable_count(run.model)} adapter parameters",
+            message=(
+                f"training {mlx_model.trainable_count(run.model)} adapter parameters"
+                f" on {run.group.size()} process(es)"
+            ),
             extra={
+                "world_size": run.group.size(),
                 "examples": len(run.train),
                 "skipped": run.skipped,
                 "resumed_from": str(run.resumed_from) if run.resumed_from else None,

@@ -402,3 +402,49 @@ def test_schedule_warms_up_then_decays() -> None:
     assert [mlx_train.scalar(linear(mx.array(s))) for s in range(5)] == pytest.approx(
         [1, 0.75, 0.5, 0.25, 0]
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_ranks_under_mlx_launch_match_one_process(
+    tiny_llama_dir: Path,  # noqa: F811
+    dataset: Path,
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from backends import mlx_launch
+
+    launcher = Path(sys.executable).with_name("mlx.launch")
+    if not launcher.is_file():
+        pytest.skip("mlx.launch is not installed")
+    spec = _spec(tiny_llama_dir, dropout=0.0, batch_size=4, grad_accum=1, max_steps=4, save_steps=2)
+    spec_file = mlx_launch.write_spec(spec, tmp_path / "spec.json")
+    ranks = tmp_path / "ranks"
+    command = [
+        str(launcher), "-n", "2", "--backend", "ring", "-p", str(_free_port()), "--",
+        sys.executable, "-m", "backends.mlx_launch", "--spec", str(spec_file),
+        "--data", str(dataset), "--out", str(ranks), "--result", str(tmp_path / "result.json"),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on 2 process(es)" in done.stdout + done.stderr
+    assert json.loads((tmp_path / "result.json").read_text())["steps"] == 4
+
+    single = tmp_path / "single"
+    BACKEND.train(spec, dataset, single, Recorder())
+    for kind, key in (("train", "loss"), ("eval", "val_loss")):
+        want, got = _metrics(single, kind), _metrics(ranks, kind)
+        assert set(want) == set(got)
+        for step in want:
+            assert got[step][key] == pytest.approx(want[step][key], abs=2e-3)
