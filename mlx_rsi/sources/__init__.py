@@ -82,7 +82,16 @@ class SourceReader(Protocol):
 
 # name -> "module:attribute"; modules are imported only when a format is used.
 REGISTRY: dict[str, str] = {
+    "aider": "mlx_rsi.sources.aider:READER",
+    "alpaca": "mlx_rsi.sources.alpaca:READER",
+    "chatgpt": "mlx_rsi.sources.chatgpt:READER",
+    "claude_code": "mlx_rsi.sources.claude_code:READER",
+    "codex": "mlx_rsi.sources.codex:READER",
     "collector": "mlx_rsi.sources.collector:READER",
+    "completions": "mlx_rsi.sources.completions:READER",
+    "gemini": "mlx_rsi.sources.gemini:READER",
+    "openai": "mlx_rsi.sources.openai:READER",
+    "sharegpt": "mlx_rsi.sources.sharegpt:READER",
 }
 
 

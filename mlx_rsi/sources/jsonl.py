@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,20 @@ class LineScanner:
     A UTF-8 byte-order mark at the start of the file is dropped.
     """
 
-    def __init__(self, path: Path, start: int, max_line_bytes: int, skipped: Counter[str]):
+    def __init__(
+        self,
+        path: Path,
+        start: int,
+        max_line_bytes: int,
+        skipped: Counter[str],
+        finished: Callable[[bytes], bool] | None = None,
+    ):
         self.path = path
         self.end = start
         self.max_line_bytes = max_line_bytes
         self.skipped = skipped
+        # Whether a last line without its newline is complete (default: it parses as JSON).
+        self.finished = finished or _is_json
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         with self.path.open("rb") as handle:
@@ -62,7 +71,7 @@ class LineScanner:
                         oversized = True
                     offset += len(pending)
                     pending = b""
-            if pending and not oversized and _is_json(pending):
+            if pending and not oversized and self.finished(pending):
                 yield offset, pending
                 self.end = offset + len(pending)
 
@@ -136,3 +145,12 @@ def head_objects(head: bytes, limit: int = 20) -> tuple[dict[str, Any], ...]:
         if isinstance(value, dict):
             found.append(value)
     return tuple(found)
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (for optional fields)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
