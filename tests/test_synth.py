@@ -1,0 +1,190 @@
+"""Synthesis: template variations, identity examples, paraphrases through a real backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlx_rsi.config import Config, IdentityConfig, SynthConfig
+from mlx_rsi.records import Example, normalize_text
+from mlx_rsi.synth import (
+    clean_paraphrase,
+    identity_examples,
+    paraphrases,
+    synthesize,
+    task_of,
+    variations,
+)
+
+
+def _example(request: str, answer: str = "Search and replace.", session: str = "s1") -> Example:
+    return Example(
+        messages=[{"role": "user", "content": request}, {"role": "assistant", "content": answer}],
+        session_id=session,
+        score=1.0,
+        category="error",
+    )
+
+
+@pytest.mark.parametrize(
+    ("request_text", "task"),
+    [
+        (
+            "How do I fix year references from 2024 to 2025?",
+            "fix year references from 2024 to 2025",
+        ),
+        ("Fix year references from 2024 to 2025", "fix year references from 2024 to 2025"),
+        ("Can you help me deploy the model to HF?", "deploy the model to HF"),
+        ("please convert models to GGUF format.", "convert models to GGUF format"),
+        ("What's the best way to handle errors in fetch?", "handle errors in fetch"),
+        ("README", None),  # one word: no task
+        ("line one\nline two", None),  # multi-line: not a template-able request
+    ],
+)
+def test_task_of(request_text: str, task: str | None) -> None:
+    assert task_of(request_text) == task
+
+
+def test_variations_are_capped_distinct_and_keep_the_answer() -> None:
+    source = _example("How do I fix year references from 2024 to 2025?")
+    out = variations(source, SynthConfig(max_variations=3))
+    assert len(out) == 3
+    texts = [v.messages[0]["content"] for v in out]
+    assert len({normalize_text(t) for t in texts}) == 3
+    assert normalize_text(source.messages[0]["content"]) not in {normalize_text(t) for t in texts}
+    for variation in out:
+        assert variation.messages[1] == source.messages[1]
+        assert variation.origin == "variation" and variation.session_id == "s1"
+        assert variation.provenance["source"] == source.content_hash
+    all_five = variations(source, SynthConfig(max_variations=10))
+    assert len(all_five) == 4  # "How do I …?" is the original itself: deduplicated
+    assert variations(source, SynthConfig(max_variations=0)) == []
+
+
+def test_variations_are_deterministic_and_seeded() -> None:
+    source = _example("Fix year references from 2024 to 2025")
+    first = [v.messages[0]["content"] for v in variations(source, SynthConfig(max_variations=2))]
+    again = [v.messages[0]["content"] for v in variations(source, SynthConfig(max_variations=2))]
+    assert first == again
+    seeds = {
+        tuple(
+            v.messages[0]["content"]
+            for v in variations(source, SynthConfig(max_variations=2), seed=s)
+        )
+        for s in range(8)
+    }
+    assert len(seeds) > 1  # not always the first templates
+
+
+def test_no_variations_for_long_or_multi_turn_requests() -> None:
+    long = _example("Fix " + "this and that " * 30)
+    assert variations(long, SynthConfig(max_task_chars=50)) == []
+    multi = _example("Fix it")
+    multi.messages = [*multi.messages, {"role": "user", "content": "and again"}]
+    assert variations(multi, SynthConfig()) == []
+
+
+def test_identity_examples_come_from_config() -> None:
+    identity = IdentityConfig(
+        name="Zen", org="Hanzo", mission="help people ship", capabilities=("code", "docs", "ops")
+    )
+    examples = identity_examples(identity)
+    pairs = {e.messages[0]["content"]: e.messages[1]["content"] for e in examples}
+    assert pairs["Who are you?"] == "I am Zen, created by Hanzo to help people ship."
+    assert pairs["What can you do?"].startswith("I can help with code, docs and ops")
+    assert pairs["What is your name?"] == "My name is Zen."
+    assert {e.origin for e in examples} == {"identity"}
+
+
+def test_synthesize_always_adds_identity_and_dedups_variations() -> None:
+    a = _example("Fix the year in the footer", session="a")
+    b = _example("fix the year in the footer", session="b")  # same normalized request
+    out = synthesize(None, Config(), [a, b])
+    origins = [e.origin for e in out]
+    assert origins.count("identity") == 3
+    hashes = [e.content_hash for e in out]
+    assert len(hashes) == len(set(hashes))
+    assert origins.count("variation") == 3  # b's variations equal a's: kept once
+    off = synthesize(None, Config(synth=SynthConfig(include_identity=False)), [a])
+    assert all(e.origin == "variation" for e in off)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Could you show me how to fix the footer year?",
+            "Could you show me how to fix the footer year?",
+        ),
+        ('Rewritten request: "Update the footer year"\nextra', "Update the footer year"),
+        ("", None),
+        ("   ", None),
+        ("fix the year in the footer", None),  # a copy
+        ("x", None),  # too short
+        ("word " * 100, None),  # too long
+    ],
+)
+def test_clean_paraphrase(text: str, expected: str | None) -> None:
+    assert clean_paraphrase(text, "Fix the year in the footer") == expected
+
+
+def test_paraphrases_with_a_scripted_generator_are_filtered_and_redacted() -> None:
+    sources = [
+        _example("Fix the year in the footer", session="a"),
+        _example("Deploy the docs site"),
+    ]
+    replies = iter(
+        [
+            "Update the year, ask bob@corp.io",
+            "deploy the docs site",  # a copy: filtered
+        ]
+    )
+    seen: list[list[dict[str, Any]]] = []
+
+    def generate(prompts: list[list[dict[str, Any]]]) -> list[str]:
+        seen.extend(prompts)
+        return [next(replies) for _ in prompts]
+
+    cfg = Config(synth=SynthConfig(paraphrases=True))
+    out = paraphrases(sources, cfg.synth, generate, cfg)
+    assert len(seen) == 2 and "Fix the year in the footer" in seen[0][0]["content"]
+    assert [e.messages[0]["content"] for e in out] == ["Update the year, ask <EMAIL>"]
+    assert out[0].origin == "paraphrase" and out[0].session_id == "a"
+
+
+def test_paraphrases_through_the_peft_backend(tiny_llama_dir: Path, tmp_path: Path) -> None:
+    """The default path: the base model (no current version) through the real PEFT backend."""
+    from mlx_rsi.config import ModelConfig, TrainConfig
+    from mlx_rsi.synth import current_model_generator
+    from mlx_rsi.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    ws.create()
+    cfg = Config(
+        model=ModelConfig(base=str(tiny_llama_dir)),
+        train=TrainConfig(backend="peft"),
+        synth=SynthConfig(paraphrases=True, paraphrase_max_tokens=12),
+    )
+    real = current_model_generator(ws, cfg)
+    assert real is not None
+    raw: list[str] = []
+
+    def generate(prompts: list[list[dict[str, Any]]]) -> list[str]:
+        texts = real(prompts)
+        raw.extend(texts)
+        return texts
+
+    sources = [
+        _example("Fix the year in the footer"),
+        _example("Deploy the docs site", session="b"),
+    ]
+    out = synthesize(ws, cfg, sources, generate=generate)
+    assert len(raw) == 2 and all(isinstance(t, str) for t in raw)
+    expected = [
+        clean_paraphrase(text, source.messages[0]["content"])
+        for text, source in zip(raw, sources, strict=True)
+    ]
+    produced = [e.messages[0]["content"] for e in out if e.origin == "paraphrase"]
+    assert produced == [t for t in expected if t is not None]
