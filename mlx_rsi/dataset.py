@@ -107,7 +107,9 @@ def build_dataset(
             )
     finally:
         conn.close()
-    return DatasetVersion(name, final, manifest)
+    version = DatasetVersion(name, final, manifest)
+    log.info("%s", version.summary())
+    return version
 
 
 def split_examples(

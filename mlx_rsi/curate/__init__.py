@@ -135,8 +135,13 @@ def curate_sessions(
             example.category = categorizer.category(_request(example))
             example.redactions = count_placeholders(example)
             candidates.append(example)
-    kept = [e for e in candidates if e.score >= cfg.curate.threshold]
-    result.dropped["below_threshold"] += len(candidates) - len(kept)
+    kept = []
+    for example in candidates:
+        if example.score >= cfg.curate.threshold:
+            kept.append(example)
+            continue
+        result.dropped["below_threshold"] += 1
+        log.debug("below threshold (%.2f): %.80r", example.score, _request(example))
     kept = dedup_exact(kept, result.dropped)
     kept = dedup_near(kept, cfg.curate.near_duplicate_threshold, result.dropped)
     kept = apply_caps(kept, cfg.curate, result.dropped)
@@ -144,6 +149,7 @@ def curate_sessions(
     extra = synthesize(kept) if synthesize is not None else []
     result.examples = kept + extra
     result.dropped = +result.dropped  # drop zero counts
+    log.info("%s", result.summary())
     return result
 
 
