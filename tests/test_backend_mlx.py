@@ -13,7 +13,12 @@ pytest.importorskip("mlx.core")
 pytest.importorskip("mlx_lm")
 
 import mlx.core as mx
-from fixtures_models import tiny_gemma_dir, tiny_llama_dir, tiny_qwen2_dir  # noqa: F401
+from fixtures_models import (  # noqa: F401
+    tiny_gemma_dir,
+    tiny_llama_dir,
+    tiny_llama_nochat_dir,
+    tiny_qwen2_dir,
+)
 
 from backends import chat, mlx_checkpoint, mlx_data, mlx_model, mlx_train
 from backends.base import TrainEvent, TrainSpec
@@ -229,6 +234,26 @@ def test_interrupted_run_resumes_exactly(
     assert all(np.allclose(final_a[k], final_b[k], atol=1e-6) for k in final_a)
 
 
+def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(
+    tiny_llama_dir: Path,  # noqa: F811
+    dataset: Path,
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+
+    def press_ctrl_c(event: TrainEvent) -> None:
+        if event.kind == "step" and event.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(InterruptedRun, match="step 2; checkpoint saved") as caught:
+        BACKEND.train(_spec(tiny_llama_dir), dataset, tmp_path / "run", press_ctrl_c)
+    assert caught.value.hint == "rerun with --resume"
+    state = mlx_checkpoint.read_state(tmp_path / "run" / "checkpoints" / "step-2")
+    assert state.step == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_resume_without_a_checkpoint_says_so(
     tiny_llama_dir: Path,  # noqa: F811
     dataset: Path,
@@ -318,6 +343,22 @@ def test_other_architectures_train_and_fuse(
     np.testing.assert_allclose(
         _hf_logits(fused, ids), _mlx_logits(model_dir, result.adapter_dir, ids), atol=5e-4
     )
+
+
+def test_a_tokenizer_without_chat_template_uses_the_fallback(
+    tiny_llama_nochat_dir: Path,  # noqa: F811
+    dataset: Path,
+    tmp_path: Path,
+) -> None:
+    model_dir = tiny_llama_nochat_dir
+    result = BACKEND.train(_spec(model_dir, max_steps=2), dataset, tmp_path / "run", Recorder())
+    config = mlx_model.read_adapter_config(result.adapter_dir)
+    assert config["fallback_template"] == "alpaca"
+    tokenizer = chat.load_tokenizer(model_dir)
+    prompt = chat.render_prompt(tokenizer, [THREE_TURNS[1]])
+    assert prompt.endswith("### Response:\n")
+    texts = BACKEND.generate(model_dir, result.adapter_dir, [[THREE_TURNS[1]]], max_tokens=6)
+    assert len(texts) == 1 and "### Instruction:" not in texts[0]
 
 
 def test_qlora_quantizes_the_frozen_base_and_learns(
