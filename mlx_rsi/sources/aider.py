@@ -54,6 +54,7 @@ class _State:
     sessions: list[Session] = field(default_factory=list)
     block: _Block | None = None
     last_prompt: int | None = None
+    fenced: bool = False  # inside a ``` block of the assistant's reply
 
 
 class AiderReader:
@@ -105,6 +106,11 @@ def _line(state: _State, offset: int, line: str) -> None:
         return
     role: Role = "assistant"
     text = line
+    if state.fenced or line.startswith("```"):
+        if state.block is not None and state.block.role != "assistant":
+            _close_block(state)
+        _reply_line(state, offset, line)
+        return
     if line.startswith(USER) or line == "####":
         role, text = "user", line[len(USER) :]
     elif line.startswith(">"):
@@ -116,6 +122,15 @@ def _line(state: _State, offset: int, line: str) -> None:
         _close_block(state)
         block = state.block = _Block(role, offset)
     block.lines.append(text.rstrip())
+
+
+def _reply_line(state: _State, offset: int, line: str) -> None:
+    """A line of the assistant's reply inside (or opening/closing) a code fence."""
+    if line.startswith("```"):
+        state.fenced = not state.fenced
+    if state.block is None:
+        state.block = _Block("assistant", offset)
+    state.block.lines.append(line.rstrip())
 
 
 def _close_block(state: _State) -> None:

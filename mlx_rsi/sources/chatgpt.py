@@ -154,6 +154,9 @@ def _content_text(content: dict[str, Any]) -> str:
             elif isinstance(part, dict):
                 texts.append(_part_text(part))
         return "\n".join(t for t in texts if t)
+    if content.get("content_type") == "user_editable_context":
+        fields = (content.get("user_profile"), content.get("user_instructions"))
+        return "\n\n".join(f for f in fields if isinstance(f, str) and f)
     for field_name in ("text", "result"):
         if isinstance(content.get(field_name), str):
             return str(content[field_name])

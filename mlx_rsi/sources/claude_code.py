@@ -96,6 +96,12 @@ class _Record:
         return parent if isinstance(parent, str) else None
 
     @property
+    def link(self) -> str | None:
+        """The parent, or for a compaction's new root the record it continues."""
+        logical = self.data.get("logicalParentUuid")
+        return self.parent or (logical if isinstance(logical, str) else None)
+
+    @property
     def kind(self) -> str:
         return str(self.data.get("type"))
 
@@ -215,13 +221,12 @@ def _abandoned(records: list[_Record]) -> set[str]:
     """uuids on branches the person abandoned by editing a prompt (or re-answering)."""
     children: dict[str, list[_Record]] = {}
     for record in records:
-        if record.parent is not None:
-            children.setdefault(record.parent, []).append(record)
+        if record.link is not None:
+            children.setdefault(record.link, []).append(record)
     if not records:
         return set()
     leaf = records[-1].uuid
-    # a compaction starts a new root that names the record it continues
-    parents = {r.uuid: r.parent or _str(r.data.get("logicalParentUuid")) for r in records}
+    parents = {r.uuid: r.link for r in records}
     on_leaf_path = set()
     node: str | None = leaf
     while node is not None and node not in on_leaf_path:

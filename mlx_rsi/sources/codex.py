@@ -288,7 +288,7 @@ def _output_signal(caller: Message, message: Message, name: str, exit_code: int 
 def _interrupt(state: _State, detail: str) -> None:
     messages = state.session.messages
     answer = previous_answer(messages, len(messages))
-    if answer is not None:
+    if answer is not None and not any(s.kind == "interrupt" for s in answer.signals):
         add_signal(answer, "interrupt", True, detail)
     state.open_answer = None
 

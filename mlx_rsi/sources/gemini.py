@@ -156,7 +156,9 @@ def _parent(path: Path, metadata: dict[str, Any]) -> str | None:
     if metadata.get("kind") != "subagent" or path.parent.name == "chats":
         return None
     parent_native = path.parent.name
-    for candidate in sorted(path.parent.parent.glob(f"session-*-{parent_native[:8]}.json*")):
+    candidates = path.parent.parent.glob(f"session-*-{parent_native[:8]}.json*")
+    # a migrated .json session continues in its .jsonl twin: prefer that one
+    for candidate in sorted(candidates, key=lambda c: (c.suffix != ".jsonl", c.name)):
         return session_id(FORMAT, str(candidate), parent_native)
     return None
 

@@ -38,13 +38,11 @@ class RecordsReader:
         self.session_keys = session_keys  # record keys kept as session metadata (e.g. tools)
 
     def detect(self, path: Path, head: bytes) -> float:
-        objects = head_objects(head)
-        if objects:
-            return 0.9 if self.fits(objects[0]) else 0.0
         if starts_with_array(head):
             window = head[:4096]
             return 0.7 if all(m in window for m in self.array_markers) else 0.0
-        return 0.0
+        objects = head_objects(head)
+        return 0.9 if objects and self.fits(objects[0]) else 0.0
 
     def read(
         self,
