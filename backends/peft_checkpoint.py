@@ -167,8 +167,9 @@ def restore_checkpoint(
         optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=device))
         scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=False))
     except (OSError, RuntimeError, ValueError, KeyError) as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BackendError(
-            f"checkpoint {folder} cannot be restored: {e}",
+            f"checkpoint {folder} cannot be restored: {first_line}",
             hint="resume with the same LoRA settings, or delete this checkpoint folder",
         ) from e
     unexpected = getattr(result, "unexpected_keys", None)

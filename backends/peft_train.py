@@ -99,7 +99,7 @@ def evaluate(
 class MetricsSink:
     """metrics.jsonl (one object per log/eval event) and a TensorBoard writer."""
 
-    def __init__(self, out_dir: Path, enabled: bool) -> None:
+    def __init__(self, out_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
         self.path = out_dir / "metrics.jsonl"
         self.writer: Any = None
         if not enabled:
@@ -110,7 +110,19 @@ class MetricsSink:
             raise BackendUnavailableError(
                 "tensorboardX is not installed", hint="pip install tensorboardX"
             ) from e
-        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+        purge = None
+        if resumed_at is not None:
+            self._drop_after(resumed_at)
+            purge = resumed_at + 1
+        self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
+
+    def _drop_after(self, step: int) -> None:
+        """A resumed run repeats the steps after its checkpoint: drop their old records."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_bytes().splitlines()
+        kept = [line for line in lines if line.strip() and orjson.loads(line)["step"] <= step]
+        atomic.write_bytes(self.path, b"".join(line + b"\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self.writer is None:
@@ -164,6 +176,7 @@ class Run:
     total_steps: int
     state: ckpt.TrainerState
     trainable: list[Any] = field(default_factory=list)
+    resumed_at: int | None = None
 
     @property
     def rank(self) -> int:
@@ -207,9 +220,10 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     digest = ckpt.file_digest(Path(dataset_dir) / "train.jsonl")
     state = ckpt.TrainerState(world_size=world, data_digest=digest, spec=ckpt.spec_record(spec))
     if resume_from is not None:
+        ckpt.check_compatible(ckpt.read_state(resume_from), spec, digest, world)
         state = ckpt.restore_checkpoint(resume_from, model, optimizer, scheduler, plan.device)
-        ckpt.check_compatible(state, spec, digest, world)
         state.spec = ckpt.spec_record(spec)
+        log.info("resuming %s from step %d", out_dir, state.step)
     loss_module = accelerator.prepare_model(torch_model.MaskedLMLoss(model))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Run(
@@ -228,6 +242,7 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
         total_steps=total,
         state=state,
         trainable=trainable,
+        resumed_at=state.step if resume_from is not None else None,
     )
 
 
@@ -259,7 +274,7 @@ class Trainer:
     def __init__(self, run: Run, on_event: OnEvent) -> None:
         self.run = run
         self.on_event = on_event
-        self.metrics = MetricsSink(run.out_dir, run.is_main)
+        self.metrics = MetricsSink(run.out_dir, run.is_main, run.resumed_at)
         self.window_loss = torch.zeros((), dtype=torch.float64, device=run.plan.device)
         self.window_tokens = 0
         self.window_start = time.perf_counter()
@@ -368,8 +383,14 @@ class Trainer:
         """Evaluate on the valid split; True when early stopping says stop."""
         run, state = self.run, self.run.state
         began = time.perf_counter()
+        # The bare module: under DDP a forward with uneven shards would wait on other ranks.
         val_loss = evaluate(
-            run.loss_module, run.valid, run.spec.batch_size, run.plan, run.pad_id, run.accelerator
+            run.accelerator.unwrap_model(run.loss_module),
+            run.valid,
+            run.spec.batch_size,
+            run.plan,
+            run.pad_id,
+            run.accelerator,
         )
         improved = state.best_val_loss is None or val_loss < state.best_val_loss
         if improved:
@@ -439,5 +460,6 @@ class Trainer:
 def train(spec: TrainSpec, dataset_dir: Path, out_dir: Path, on_event: OnEvent) -> TrainResult:
     """Train a LoRA adapter per ``spec``; see the module docstring for the layout."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    run = prepare_run(spec, Path(dataset_dir), Path(out_dir))
-    return Trainer(run, on_event).fit()
+    with torch_model.quiet():
+        run = prepare_run(spec, Path(dataset_dir), Path(out_dir))
+        return Trainer(run, on_event).fit()

@@ -217,7 +217,7 @@ def _config_kwargs(arch: str, tokenizer: Any) -> dict[str, Any]:
             sliding_window=512,
             layer_types=["sliding_attention", "full_attention"],
             sliding_window_pattern=2,
-            final_logit_softcapping=30.0,
+            final_logit_softcapping=None,  # as in Gemma 3 (mlx-lm ignores it)
         )
     return common
 
@@ -232,7 +232,8 @@ def _reinit(model: Any, seed: int) -> None:
             if param.dim() == 1:
                 # Norm weights: gemma stores (1 + w), others w; both fine at their defaults.
                 continue
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.02)
+            std = param.shape[-1] ** -0.5  # 1/sqrt(fan_in): a learnable scale
+            param.copy_(torch.randn(param.shape, generator=generator) * std)
 
 
 class _atomic_dir:

@@ -58,6 +58,6 @@ def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny gemma3_text (tied embeddings, final logit softcapping)."""
+    """A tiny gemma3_text (tied embeddings, sliding + full attention layers)."""
     _offline()
     return build_tiny_model(tmp_path_factory.mktemp("tiny-gemma") / "model", arch="gemma3_text")
