@@ -66,7 +66,10 @@ _NOT_PEM_BODY = r"[^A-Za-z0-9+/=:,\-\s\\]"
 
 @dataclass(frozen=True)
 class Rule:
-    """A regex run only when one of its literal anchors occurs in the text.
+    """A regex run only when one of its anchors occurs in the text.
+
+    An anchor is a literal (checked with ``in``) or, written ``re:<pattern>``, a
+    regex with a literal prefix (one fast search instead of several ``in``).
 
     ``group`` is the capture group replaced by the placeholder (0 = the whole match),
     so context such as ``Authorization: Bearer`` or ``API_KEY=`` is kept.
@@ -172,7 +175,18 @@ def _keyed_accept(match: re.Match[str], line: str) -> bool:
     quoted = value[:1] in "\"'"
     if strong and (quoted or not bare.isidentifier()):
         return True
+    if not quoted and bare.isidentifier() and _wordy(bare):
+        return False  # a type or variable name: Sam3TrackerSession, max_tokens_v2
     return _looks_generated(bare)
+
+
+_WORDS = re.compile(r"[A-Z]?[a-z]{3,}")
+
+
+def _wordy(value: str) -> bool:
+    """Mostly made of words of 3+ letters, as names are and random keys are not."""
+    words = _WORDS.findall(value)
+    return len(words) >= 2 and sum(map(len, words)) >= 0.6 * len(value)
 
 
 def _looks_generated(value: str) -> bool:
@@ -220,7 +234,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "github_token",
-        ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+        ["re:gh[pousr]_"],
         r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}",
     ),
     _rule("github_token", ["github_pat_"], r"github_pat_[A-Za-z0-9_]{22,}"),
@@ -228,7 +242,7 @@ RULES: tuple[Rule, ...] = (
     _rule("huggingface_token", ["hf_"], r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,}"),
     _rule(
         "aws_access_key",
-        ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
+        ["re:A(?:KIA|SIA|BIA|CCA|3T)"],
         r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])",
     ),
     _rule("google_api_key", ["AIza"], r"AIza[0-9A-Za-z_\-]{35}"),
@@ -261,6 +275,15 @@ RULES: tuple[Rule, ...] = (
 )
 
 # --------------------------------------------------------------------------- the redactor
+
+# (anchor, its regex when written "re:…", indexes of the rules it gates)
+_Check = tuple[str, "re.Pattern[str] | None", tuple[int, ...]]
+
+
+def _present(check: _Check, text: str) -> bool:
+    anchor, gate, _ = check
+    return gate.search(text) is not None if gate is not None else anchor in text
+
 
 _KEYWORDS = (
     "pass",
@@ -319,7 +342,7 @@ class Redactor:
     _plugins: list[tuple[Any, str]] = field(default_factory=list, repr=False)
     _user_rx: re.Pattern[str] | None = field(default=None, repr=False)
     _base64_rx: re.Pattern[str] | None = field(default=None, repr=False)
-    _anchors: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
+    _anchors: list[_Check] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self._plugins = [
@@ -335,7 +358,10 @@ class Redactor:
         for index, rule in enumerate(self.rules):
             for anchor in rule.anchors:
                 by_anchor.setdefault(anchor, []).append(index)
-        self._anchors = {anchor: tuple(indexes) for anchor, indexes in by_anchor.items()}
+        self._anchors = [
+            (anchor, re.compile(anchor[3:]) if anchor.startswith("re:") else None, tuple(rules))
+            for anchor, rules in by_anchor.items()
+        ]
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -343,16 +369,31 @@ class Redactor:
 
     # ---------------------------------------------------------------- public
 
-    def redact(self, text: str, found: dict[str, str] | None = None) -> tuple[str, Counter[str]]:
+    def anchors_in(self, text: str) -> list[_Check]:
+        """The rule anchors present in ``text`` (a whole session's texts joined).
+
+        Checking each text against only these saves most of the per-text checks.
+        """
+        return [check for check in self._anchors if _present(check, text)]
+
+    def redact(
+        self,
+        text: str,
+        found: dict[str, str] | None = None,
+        *,
+        anchors: list[_Check] | None = None,
+    ) -> tuple[str, Counter[str]]:
         """``text`` with every finding replaced, and the count per kind.
 
         ``found`` (optional) collects secret values → kind, so a caller can replace
         the same values wherever else they occur (``redact_session`` does).
+        ``anchors`` narrows the anchored rules tried (see :meth:`anchors_in`).
         """
         counts: Counter[str] = Counter()
         if not text:
             return text, counts
-        hits = sorted({i for a, rules in self._anchors.items() if a in text for i in rules})
+        candidates = self._anchors if anchors is None else anchors
+        hits = sorted({i for check in candidates if _present(check, text) for i in check[2]})
         if hits:
             rules = self.rules
             for index in hits:
@@ -372,9 +413,13 @@ class Redactor:
     def _base64_blobs(self, text: str, counts: Counter[str]) -> str:
         if len(text) < self.base64_min_chars or self._base64_rx is None:
             return text
-        if max(map(len, text.split()), default=0) < self.base64_min_chars:
-            return text  # a base64 run has no whitespace: no word is long enough
-        return _sub_count(self._base64_rx, BASE64, "base64", text, counts)
+        lines = text.split("\n")
+        if max(map(len, lines)) < self.base64_min_chars:
+            return text  # a base64 run is within one line: none is long enough
+        for index, line in enumerate(lines):
+            if len(line) >= self.base64_min_chars:
+                lines[index] = _sub_count(self._base64_rx, BASE64, "base64", line, counts)
+        return "\n".join(lines)
 
     def _detect_secrets(self, text: str, counts: Counter[str], found: dict[str, str] | None) -> str:
         """Keyed assignments and detect-secrets' plugins, on candidate lines only."""
@@ -639,13 +684,14 @@ def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
     found: dict[str, str] = {}
 
     memo: dict[str, tuple[str, Counter[str]]] = {}  # Claude Code repeats file contents
+    anchors = redactor.anchors_in("\0".join(_session_texts(session)))
 
     def fix(text: str) -> str:
         if len(text) < 256:
-            new, n = redactor.redact(text, found)
+            new, n = redactor.redact(text, found, anchors=anchors)
         else:
             if text not in memo:
-                memo[text] = redactor.redact(text, found)
+                memo[text] = redactor.redact(text, found, anchors=anchors)
             new, n = memo[text]
         counts.update(n)
         return new
@@ -667,6 +713,17 @@ def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
 
         _walk_session(session, known, known)
     return counts
+
+
+def _session_texts(session: Session) -> list[str]:
+    texts: list[str] = []
+
+    def keep(text: str) -> str:
+        texts.append(text)
+        return text
+
+    _walk_session(session, keep, keep)
+    return texts
 
 
 def _walk_session(session: Session, fix: Callable[[str], str], hide: Callable[[str], str]) -> None:
