@@ -31,7 +31,7 @@ import logging
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,7 @@ class _Split:
     carried_test: list[bytes]
     test_sessions: list[str]
     left_out: int = 0
+    carried_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- build
@@ -92,6 +93,11 @@ def build_dataset(
     try:
         parent = _parent(conn, name)
         split = split_examples(examples, cfg, _carried_test(parent))
+        if split.carried_test and parent is not None:  # describe the test set as its parent did
+            split.carried_counts = {
+                key: dict(parent[2].get(key, {}).get("test", {}))
+                for key in ("categories", "origins")
+            }
         final = ws.datasets_dir / name
         with atomic.staged_dir(final) as folder:
             files = {
@@ -257,8 +263,14 @@ def build_manifest(
             "valid": sorted({e.session_id for e in split.valid}),
             "test": split.test_sessions,
         },
-        "categories": {s: _count(e.category for e in part) for s, part in splits.items()},
-        "origins": {s: _count(e.origin for e in part) for s, part in splits.items()},
+        "categories": {
+            **{s: _count(e.category for e in part) for s, part in splits.items()},
+            **({"test": split.carried_counts["categories"]} if split.carried_counts else {}),
+        },
+        "origins": {
+            **{s: _count(e.origin for e in part) for s, part in splits.items()},
+            **({"test": split.carried_counts["origins"]} if split.carried_counts else {}),
+        },
         "sources": _count(e.source_format for e in everything),
         "score_buckets": _count(_bucket(e.score) for e in everything),
         "redactions": _count_weighted(e.redactions for e in everything),

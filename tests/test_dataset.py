@@ -126,7 +126,10 @@ def test_test_set_is_carried_forward_and_never_leaks(tmp_path: Path) -> None:
     manifest = json.loads((second / "manifest.json").read_text())
     assert manifest["parent"] == "v1.1" and manifest["split"]["test_from"] == "v1.1"
     sessions = manifest["sessions"]
-    assert sessions["test"] == json.loads((first / "manifest.json").read_text())["sessions"]["test"]
+    parent_manifest = json.loads((first / "manifest.json").read_text())
+    assert sessions["test"] == parent_manifest["sessions"]["test"]
+    assert manifest["categories"]["test"] == parent_manifest["categories"]["test"]
+    assert manifest["counts"]["test"] == parent_manifest["counts"]["test"] > 0
     for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
         assert not set(sessions[a]) & set(sessions[b])
     test_requests = {r["messages"][0]["content"] for r in read_split(second / "test.jsonl")}
