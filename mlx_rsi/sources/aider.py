@@ -54,6 +54,7 @@ class _State:
     sessions: list[Session] = field(default_factory=list)
     block: _Block | None = None
     last_prompt: int | None = None
+    prompt_carry: dict[str, Any] = field(default_factory=dict)  # the session at last_prompt
     fenced: bool = False  # inside a ``` block of the assistant's reply
 
 
@@ -84,10 +85,11 @@ class AiderReader:
             _line(state, offset, _decode(raw, skipped))
         _close_block(state)
         sessions = [s for s in state.sessions if s.messages]
-        end = state.last_prompt if state.last_prompt is not None else start
-        if state.last_prompt is None and not sessions:
-            end = scanner.end  # nothing but headers and notes: no turn to re-read
-        return ReadResult(sessions, end, state.carry, skipped)
+        if state.last_prompt is not None:  # re-read from the last prompt, in its session
+            return ReadResult(sessions, state.last_prompt, state.prompt_carry, skipped)
+        if not sessions:  # nothing but headers: no turn to re-read
+            return ReadResult(sessions, scanner.end, state.carry, skipped)
+        return ReadResult(sessions, start, dict(carry or {}), skipped)
 
 
 def _decode(raw: bytes, skipped: Counter[str]) -> str:
@@ -178,6 +180,7 @@ def _user_signals(message: Message, messages: list[Message], state: _State, offs
     text = message.text
     if not text.startswith("/"):
         state.last_prompt = offset
+        state.prompt_carry = dict(state.carry)
         return
     message.typed = False
     command = text.split()[0]
