@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 PAD_MULTIPLE = 32  # pad batch length to a multiple: few distinct shapes for mx.compile
+SELECT_MULTIPLE = 64  # pad the count of trained positions likewise
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,28 @@ def collate(examples: Sequence[Example], indices: Sequence[int]) -> Batch:
         targets[row, :n] = ids[1:]
         mask[row, :n] = trained[1:]
     return Batch(inputs=inputs, targets=targets, mask=mask)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The trained positions of a batch, padded with weight-0 entries to a multiple."""
+
+    index: np.ndarray  # int32 (P,): flat positions into (rows * length)
+    targets: np.ndarray  # int32 (P,)
+    weight: np.ndarray  # float32 (P,): 1.0 for a trained position, 0.0 for padding
+
+
+def select(batch: Batch, multiple: int = SELECT_MULTIPLE) -> Selection:
+    """Where the loss is computed: only there does the output head need to run."""
+    flat = np.flatnonzero(batch.mask.reshape(-1) > 0)
+    size = max(multiple, -(-len(flat) // multiple) * multiple)
+    index = np.zeros(size, dtype=np.int32)
+    targets = np.zeros(size, dtype=np.int32)
+    weight = np.zeros(size, dtype=np.float32)
+    index[: len(flat)] = flat
+    targets[: len(flat)] = batch.targets.reshape(-1)[flat]
+    weight[: len(flat)] = batch.mask.reshape(-1)[flat]
+    return Selection(index=index, targets=targets, weight=weight)
 
 
 def shard(batch: Batch, rank: int, world: int) -> Batch:

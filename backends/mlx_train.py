@@ -43,6 +43,7 @@ RESUME_FIELDS = (
 )  # fmt: skip
 
 StepFn = Callable[..., tuple[mx.array, Any]]
+LossFn = Callable[[nn.Module, mx.array, mx.array, mx.array, mx.array], mx.array]
 
 
 def scalar(value: mx.array) -> float:
@@ -50,12 +51,60 @@ def scalar(value: mx.array) -> float:
     return float(cast(float, value.item()))
 
 
-def masked_ce_sum(
-    model: nn.Module, inputs: mx.array, targets: mx.array, mask: mx.array
+def full_loss(
+    model: nn.Module, inputs: mx.array, index: mx.array, targets: mx.array, weight: mx.array
 ) -> mx.array:
-    """Sum of next-token cross-entropy over the masked (trained) targets."""
-    logits = model(inputs).astype(mx.float32)
-    return (nn.losses.cross_entropy(logits, targets) * mask).sum()
+    """Summed cross-entropy at the selected positions, from the model's full logits."""
+    logits = model(inputs)
+    chosen = logits.reshape(-1, logits.shape[-1])[index].astype(mx.float32)
+    return (nn.losses.cross_entropy(chosen, targets) * weight).sum()
+
+
+def head_only_loss(
+    model: nn.Module, inputs: mx.array, index: mx.array, targets: mx.array, weight: mx.array
+) -> mx.array:
+    """The same sum, running the output head only at the selected (trained) positions.
+
+    With a large vocabulary the head dominates the cost and its logits the memory
+    (Gemma-3: 262k columns); prompts are usually most of a chat.
+    """
+    hidden = model.model(inputs)
+    chosen = hidden.reshape(-1, hidden.shape[-1])[index]
+    logits = _output_head(model)(chosen).astype(mx.float32)
+    return (nn.losses.cross_entropy(logits, targets) * weight).sum()
+
+
+def _output_head(model: nn.Module) -> Callable[[mx.array], mx.array]:
+    if "lm_head" in model:
+        head: Callable[[mx.array], mx.array] = model.lm_head
+        return head
+    return cast(Callable[[mx.array], mx.array], model.model.embed_tokens.as_linear)
+
+
+def make_loss(model: nn.Module) -> LossFn:
+    """``head_only_loss`` where the model provably is ``head(model.model(x))``, else full."""
+    if not isinstance(getattr(model, "model", None), nn.Module):
+        return full_loss
+    probe = mx.array([[1, 2, 3, 4, 5, 6, 7, 8]])
+    try:
+        split = _output_head(model)(model.model(probe))
+    except (AttributeError, TypeError, ValueError):
+        return full_loss
+    whole = model(probe)
+    if split.shape != whole.shape or not mx.allclose(split, whole, rtol=1e-3, atol=1e-4).item():
+        return full_loss
+    return head_only_loss
+
+
+def batch_arrays(batch: data.Batch) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+    """(inputs, index, targets, weight) of a batch, as the loss functions take them."""
+    chosen = data.select(batch)
+    return (
+        mx.array(batch.inputs),
+        mx.array(chosen.index),
+        mx.array(chosen.targets),
+        mx.array(chosen.weight),
+    )
 
 
 def evaluate(
@@ -67,15 +116,13 @@ def evaluate(
     """Mean cross-entropy per trained token over ``examples`` (sharded across ranks)."""
     rank, world = (group.rank(), group.size()) if group is not None else (0, 1)
     model.eval()
+    loss_fn = make_loss(model)
     total = mx.array(0.0)
     tokens = 0
     for indices in data.length_buckets(examples, batch_size):
         batch = data.collate(examples, indices)
         tokens += batch.trained_tokens
-        part = data.shard(batch, rank, world)
-        total = total + masked_ce_sum(
-            model, mx.array(part.inputs), mx.array(part.targets), mx.array(part.mask)
-        )
+        total = total + loss_fn(model, *batch_arrays(data.shard(batch, rank, world)))
         mx.eval(total)
     if world > 1:
         total = mx.distributed.all_sum(total, group=group, stream=mx.cpu)
@@ -103,14 +150,17 @@ def build_schedule(spec: TrainSpec, total_steps: int) -> Callable[[mx.array], mx
 
 def make_step(model: nn.Module, optimizer: optim.Optimizer) -> StepFn:
     """A compiled micro-step: loss-sum gradients, accumulated; update on the last one."""
-    loss_and_grad = nn.value_and_grad(model, masked_ce_sum)
+    loss_and_grad = nn.value_and_grad(model, make_loss(model))
     state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
     def step(
-        inputs: mx.array, targets: mx.array, mask: mx.array, acc: Any, scale: mx.array, update: bool
+        arrays: tuple[mx.array, mx.array, mx.array, mx.array],
+        acc: Any,
+        scale: mx.array,
+        update: bool,
     ) -> tuple[mx.array, Any]:
-        loss, grads = loss_and_grad(model, inputs, targets, mask)
+        loss, grads = loss_and_grad(model, *arrays)
         if acc is not None:
             grads = tree_map(mx.add, grads, acc)
         if update:
@@ -391,14 +441,7 @@ class Trainer:
         for j, batch in enumerate(batches):
             mx.random.seed(spec.seed * 1_000_003 + first + j)  # dropout keys follow the step
             part = data.shard(batch, rank, world)
-            loss, acc = step(
-                mx.array(part.inputs),
-                mx.array(part.targets),
-                mx.array(part.mask),
-                acc,
-                scale,
-                j == spec.grad_accum - 1,
-            )
+            loss, acc = step(batch_arrays(part), acc, scale, j == spec.grad_accum - 1)
             loss_sum = loss_sum + loss
             mx.eval(run.model.state, run.optimizer.state, loss_sum, acc)
         if world > 1:

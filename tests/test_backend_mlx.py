@@ -179,17 +179,26 @@ def test_every_assistant_turn_and_only_it_carries_loss(
     assert "Add 2 and 3" not in trained_text and "Thanks" not in trained_text
 
     loaded, _ = mlx_model.load_base(tiny_llama_dir)
+    model = loaded.model
+    loss_fn = mlx_train.make_loss(model)
+    assert loss_fn is mlx_train.head_only_loss  # llama is head(model.model(x))
 
-    def loss_with(targets: np.ndarray) -> float:
-        return mlx_train.scalar(
-            mlx_train.masked_ce_sum(
-                loaded.model, mx.array(batch.inputs), mx.array(targets), mx.array(batch.mask)
-            )
-        )
+    def loss_with(targets: np.ndarray, fn: mlx_train.LossFn = loss_fn) -> float:
+        changed = mlx_data.Batch(batch.inputs, targets, batch.mask)
+        return mlx_train.scalar(fn(model, *mlx_train.batch_arrays(changed)))
 
+    # Against a plain numpy cross-entropy over the full logits at the masked positions.
+    logits = np.array(model(mx.array(batch.inputs)))[0].astype(np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    where = np.flatnonzero(batch.mask[0] > 0)
+    expected = -logp[where, batch.targets[0, where]].sum()
     reference = loss_with(batch.targets)
+    assert reference == pytest.approx(expected, rel=1e-5)
+    assert loss_with(batch.targets, mlx_train.full_loss) == pytest.approx(reference, rel=1e-5)
+
     untrained = np.flatnonzero(batch.mask[0] == 0)[:5]
-    trained = np.flatnonzero(batch.mask[0] > 0)[:1]
+    trained = where[:1]
     changed = batch.targets.copy()
     changed[0, untrained] = (changed[0, untrained] + 1) % 500
     assert loss_with(changed) == pytest.approx(reference, abs=1e-5)
