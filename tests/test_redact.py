@@ -256,3 +256,19 @@ def test_no_placeholder_is_ever_nested() -> None:
     for _, text, _ in PLANTED:
         redacted, _ = redact_text(text, CFG)
         assert not re.search(r"<[^<>]*<", redacted.replace("<img", "")), redacted
+
+
+def test_one_line_json_is_scanned_in_pieces_and_nothing_is_missed() -> None:
+    import json
+
+    records = [{"key": f"item{i}", "api_key": f"Zq8Wm{i}Lx7Kv2Np9Rt{i}Ys"} for i in range(400)]
+    text = json.dumps(records)  # one ~25 kB line
+    redacted, counts = redact_text(text, CFG)
+    assert counts["keyed_secret"] == 400
+    assert "Zq8Wm" not in redacted
+    assert '"key": "item399"' in redacted  # a bare "key" with a short value is data
+
+
+def test_key_with_a_long_generated_value_is_a_secret() -> None:
+    text = '{"key": "Zq8Wm3Lx7Kv2Np9Rt4Ys"}'
+    assert redact_text(text, CFG)[0] == '{"key": "<SECRET:keyed_secret>"}'

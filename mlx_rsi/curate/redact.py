@@ -124,6 +124,7 @@ _SECRET_NAME_PARTS = frozenset(
 _NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off", ""})
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """True for names like ``OPENAI_API_KEY``, ``dbPassword``, ``x-auth-token``."""
     parts = _name_parts(name)
@@ -149,9 +150,10 @@ _STRONG_NAME_PARTS = frozenset(
 _ENV_LINE = re.compile(r"[ \t]*(?:export[ \t]+|set[ \t]+)?[A-Z][A-Z0-9_]*=")
 
 
-def _name_parts(name: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _name_parts(name: str) -> tuple[str, ...]:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    return re.split(r"[^A-Za-z0-9]+", spaced.upper())
+    return tuple(re.split(r"[^A-Za-z0-9]+", spaced.upper()))
 
 
 def _keyed_accept(match: re.Match[str], line: str) -> bool:
@@ -177,6 +179,8 @@ def _keyed_accept(match: re.Match[str], line: str) -> bool:
         return True
     if not quoted and bare.isidentifier() and _wordy(bare):
         return False  # a type or variable name: Sam3TrackerSession, max_tokens_v2
+    if _name_parts(match.group(1)) == ("KEY",) and len(bare) < 16:
+        return False  # {"key": "item7"}: a bare "key" names data more often than secrets
     return _looks_generated(bare)
 
 
@@ -494,8 +498,35 @@ def _candidate_lines(low: str) -> list[tuple[int, int]]:
     spans = []
     for start in sorted(starts):
         end = low.find("\n", start)
-        spans.append((start, len(low) if end == -1 else end))
+        end = len(low) if end == -1 else end
+        if end - start <= MAX_SEGMENT:
+            spans.append((start, end))
+        else:
+            spans.extend(_segments(low, start, end))
     return spans
+
+
+MAX_SEGMENT = 1000  # a longer line (minified JSON, a log line) is scanned in pieces
+_SEPARATORS = ",;{}"  # never a space: "name": value may straddle it
+
+
+def _segments(low: str, start: int, end: int) -> list[tuple[int, int]]:
+    """Pieces of a long line, cut after a separator, that hold a secret keyword.
+
+    Keeps the scan linear: detect-secrets' filters look at the whole "line" for
+    every finding, which is quadratic on a megabyte of one-line JSON.
+    """
+    pieces = []
+    position = start
+    while position < end:
+        cut = min(end, position + MAX_SEGMENT)
+        if cut < end:
+            soft = max(low.rfind(c, position + MAX_SEGMENT // 2, cut) for c in _SEPARATORS)
+            cut = soft + 1 if soft > position else cut
+        if any(word in low[position:cut] for word in _KEYWORDS):
+            pieces.append((position, cut))
+        position = cut
+    return pieces
 
 
 def _apply_keyed(line: str, counts: Counter[str], found: dict[str, str] | None) -> str:
