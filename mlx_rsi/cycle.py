@@ -122,8 +122,7 @@ def _prepare_data(
     from mlx_rsi.ingest import ingest
 
     version = registry.next_version_name(conn)
-    with _stage(conn, cycle_id, "ingest", report) as done:
-        done(ingest(ws, cfg, ingest_paths).summary())
+    report(ingest(ws, cfg, ingest_paths).summary())  # ingest records its own event
     if cfg.train.dataset:
         existing = _existing_dataset(ws, cfg.train.dataset, report)
         if existing is not None:
@@ -131,9 +130,9 @@ def _prepare_data(
     with _stage(conn, cycle_id, "curate", report) as done:
         curated = curate(ws, cfg)
         done(curated.summary())
-    if not curated.examples:
+    if not any(example.origin == "session" for example in curated.examples):
         raise DatasetError(
-            "no high-quality examples to train on",
+            "no high-quality examples from sessions to train on",
             hint="record sessions with metadata.success true, or lower curate.threshold",
         )
     with _stage(conn, cycle_id, "dataset", report) as done:

@@ -77,8 +77,10 @@ def train(
         def on_event(event: TrainEvent) -> None:
             if event.kind in ("step", "eval", "end"):
                 bar.update(event.step, _status(event), total=event.total_steps or None)
-            elif event.kind in ("save", "stop") and event.message:
-                ui.info(event.message)
+            elif event.kind == "save":
+                ui.info(f"  checkpoint at step {event.step}: {event.message}")
+            elif event.kind == "stop":
+                ui.info(f"  early stop at step {event.step}: {event.message}")
 
         result = run_cycle(
             ws,
@@ -88,8 +90,11 @@ def train(
             fresh=fresh,
             ingest_paths=list(paths) or None,
         )
-    where = result.artifacts.get("hf") if result.promoted else f"{ws.runs_dir / result.run.id}"  # type: ignore[union-attr]
-    ui.line(f"cycle {result.version}: {'promoted' if result.promoted else 'not promoted'}; {where}")
+    if result.promoted:
+        ui.line(f"cycle {result.version}: promoted; fused model in {result.artifacts['hf']}")
+    else:
+        report = ws.reports_dir / f"{result.version}.md"
+        ui.line(f"cycle {result.version}: not promoted; see {report}")
 
 
 def _status(event: TrainEvent) -> str:
