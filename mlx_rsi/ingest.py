@@ -12,8 +12,9 @@ reads only what is new:
 - a rewritten or truncated file is read again from 0 after dropping what was
   stored from it, so nothing is duplicated.
 
-Each file is stored in one transaction (its sessions, messages and ``files`` row
-together), so a crash or ``kill -9`` never leaves a half-read file recorded as done.
+A file's sessions, messages and ``files`` row are written in the same transaction
+(small files share one: group commits), so a crash or ``kill -9`` never leaves a
+half-read file recorded as done: it is either stored whole or read again next time.
 Every session is redacted (``mlx_rsi.curate.redact``) before it is written: secrets
 never reach the store. Outcome signals are attached per assistant turn by the
 readers, plus the generic correction pass of :mod:`mlx_rsi.signals`.
@@ -27,8 +28,10 @@ import hashlib
 import logging
 import os
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,11 @@ logger = logging.getLogger(__name__)
 FINGERPRINT_BYTES = 4096
 # Message order: seq = (byte offset the pass started at) * SEQ_STRIDE + index in the pass.
 SEQ_STRIDE = 1 << 24
+# Files are stored in group commits: each file's rows go in whole or not at all, and a
+# commit happens after this many bytes read, files stored or seconds, whichever first.
+BATCH_BYTES = 32 * 1024 * 1024
+BATCH_FILES = 500
+BATCH_SECONDS = 2.0
 ProgressCallback = Callable[[int, int, str], None]
 
 # --------------------------------------------------------------------------- results
@@ -288,6 +296,48 @@ def _plan(row: sqlite3.Row | None, st: os.stat_result, head: bytes, fmt: str) ->
     return _Plan(0, {}, True)
 
 
+class _Batch:
+    """A write transaction spanning several files (each file is in it whole, or not at all).
+
+    Committing once per small file costs more than reading it; grouping keeps the
+    guarantee that matters: after a crash, a file is either fully stored and recorded
+    in ``files``, or not recorded and read again.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.open = False
+        self.files = 0
+        self.bytes = 0
+        self.since = 0.0
+
+    @contextmanager
+    def file(self, size: int) -> Iterator[None]:
+        if not self.open:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.open, self.files, self.bytes, self.since = True, 0, 0, time.monotonic()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.files += 1
+        self.bytes += size
+        full = self.bytes >= BATCH_BYTES or self.files >= BATCH_FILES
+        if full or time.monotonic() - self.since >= BATCH_SECONDS:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.open:
+            self.conn.execute("COMMIT")
+            self.open = False
+
+    def rollback(self) -> None:
+        if self.open:
+            self.conn.execute("ROLLBACK")
+            self.open = False
+
+
 class _Ingestor:
     def __init__(
         self, conn: sqlite3.Connection, cfg: Config, dry_run: bool, result: IngestResult
@@ -301,6 +351,7 @@ class _Ingestor:
             max_document_bytes=cfg.sources.max_document_bytes,
         )
         self.known = {row["path"]: row for row in conn.execute("SELECT * FROM files")}
+        self.batch = _Batch(conn)
         from mlx_rsi.curate.redact import redact_session
 
         self.redact = redact_session
@@ -353,7 +404,7 @@ class _Ingestor:
         outcome.skipped[reason] += 1
         if record is not None and not self.dry_run:
             st, head = record
-            with transaction(self.conn):
+            with self.batch.file(0):
                 self._record_file(outcome.path, None, st, head, 0, {}, "skipped", reason)
         return outcome
 
@@ -383,7 +434,7 @@ class _Ingestor:
         if self.dry_run:
             self._store(outcome, path, st, head, fmt, result, start, plan, dry=True)
         else:
-            with transaction(self.conn):
+            with self.batch.file(outcome.bytes_read):
                 self._store(outcome, path, st, head, fmt, result, start, plan, dry=False)
         return outcome
 
@@ -550,10 +601,13 @@ def ingest(
     try:
         files = _collect(targets, result)
         ingestor = _Ingestor(conn, cfg, dry_run, result)
-        for done, (path, forced) in enumerate(files, 1):
-            result.add(ingestor.file(path, forced))
-            if on_progress is not None:
-                on_progress(done, len(files), str(path))
+        try:
+            for done, (path, forced) in enumerate(files, 1):
+                result.add(ingestor.file(path, forced))
+                if on_progress is not None:
+                    on_progress(done, len(files), str(path))
+        finally:
+            ingestor.batch.commit()  # what was stored whole is kept, even on Ctrl-C
         if not dry_run:
             _record_event(conn, started, result)
     finally:

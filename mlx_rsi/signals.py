@@ -9,6 +9,7 @@ configured correction phrases marks the answer before it as corrected.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -59,16 +60,25 @@ def find_correction(text: str, phrases: Sequence[str]) -> str | None:
     ("doesn't work", "that's wrong", "no, ") may also appear within its first
     CORRECTION_WINDOW characters as a whole phrase.
     """
-    head = normalize(text)[:CORRECTION_WINDOW].lstrip(" \"'>*-")
-    for phrase in phrases:
-        wanted = normalize(phrase) + (" " if phrase.endswith(" ") else "")
-        if not wanted.strip():
-            continue
+    head = normalize(text[: CORRECTION_WINDOW * 2])[:CORRECTION_WINDOW].lstrip(" \"'>*-")
+    for phrase, wanted, anywhere in _compiled(tuple(phrases)):
         if _opens_with(head, wanted):
             return phrase
-        if " " in wanted.strip() and _contains(head, wanted):
+        if anywhere is not None and anywhere.search(head):
             return phrase
     return None
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(phrases: tuple[str, ...]) -> tuple[tuple[str, str, re.Pattern[str] | None], ...]:
+    """Each phrase, normalized, with its "anywhere" pattern when it has several words."""
+    compiled = []
+    for phrase in phrases:
+        wanted = normalize(phrase) + (" " if phrase.endswith(" ") else "")
+        if wanted.strip():
+            anywhere = _anywhere(wanted) if " " in wanted.strip() else None
+            compiled.append((phrase, wanted, anywhere))
+    return tuple(compiled)
 
 
 def _opens_with(head: str, phrase: str) -> bool:
@@ -78,13 +88,13 @@ def _opens_with(head: str, phrase: str) -> bool:
     return not rest or not phrase[-1].isalnum() or not rest[0].isalnum()
 
 
-def _contains(head: str, phrase: str) -> bool:
-    pattern = (
-        r"(?<![\w'])" + re.escape(phrase.strip()) + (r"(?!\w)" if phrase[-1].isalnum() else "")
-    )
+def _anywhere(phrase: str) -> re.Pattern[str]:
+    pattern = r"(?<![\w'])" + re.escape(phrase.strip())
+    if phrase[-1].isalnum():
+        pattern += r"(?!\w)"
     if phrase.endswith(" "):
         pattern += r"\s"
-    return re.search(pattern, head) is not None
+    return re.compile(pattern)
 
 
 def apply_generic_signals(session: Session, phrases: Sequence[str]) -> None:

@@ -34,6 +34,8 @@ from mlx_rsi.records import Session
 
 # How many bytes of a file's head ``detect`` gets to look at.
 HEAD_BYTES = 64 * 1024
+# A detection this confident ends the search (formats are tried in name order).
+SURE = 0.95
 
 
 @dataclass
@@ -123,4 +125,6 @@ def detect_format(path: Path, head: bytes | None = None) -> str | None:
         score = get_reader(name).detect(path, head)
         if score > best_score:
             best, best_score = name, score
+        if best_score >= SURE:
+            break
     return best if best_score >= 0.5 else None

@@ -33,8 +33,8 @@ def load_document(path: Path, max_bytes: int, skipped: Counter[str]) -> tuple[An
 
 
 def starts_with_array(head: bytes) -> bool:
-    return head.lstrip(UTF8_BOM + b" \t\r\n").startswith(b"[")
+    return head[:256].lstrip(UTF8_BOM + b" \t\r\n").startswith(b"[")
 
 
 def starts_with_object(head: bytes) -> bool:
-    return head.lstrip(UTF8_BOM + b" \t\r\n").startswith(b"{")
+    return head[:256].lstrip(UTF8_BOM + b" \t\r\n").startswith(b"{")
