@@ -113,6 +113,11 @@ PLANTED: list[tuple[str, str, str]] = [
         "mail 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",
         "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",
     ),
+    (
+        "telegram_bot_token",
+        "bot 123456789:AAHk3Lm8Np2Qs7Tv1Wx6Yz9Ab4Cd0Ef5Gh2J ready",
+        "AAHk3Lm8Np2Qs7Tv1Wx6Yz9Ab4Cd0Ef5Gh2J",
+    ),
     ("email", "ping alice.smith@corp-mail.io about it", "alice.smith@corp-mail.io"),
     ("home_path", "cd /home/bob/projects/x", "/home/bob"),
     ("home_path", "open /Users/carol/Desktop", "/Users/carol"),

@@ -265,6 +265,11 @@ RULES: tuple[Rule, ...] = (
     _rule("sendgrid_key", ["SG."], r"SG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}"),
     _rule("square_secret", ["sq0csp-"], r"sq0csp-[0-9A-Za-z\\\-_]{43}"),
     _rule("azure_storage_key", ["AccountKey="], r"AccountKey=([A-Za-z0-9+/=]{40,})", group=1),
+    _rule(
+        "telegram_bot_token",
+        [":AA"],
+        r"(?<![0-9])[0-9]{8,10}:AA[0-9A-Za-z_\-]{30,40}(?![0-9A-Za-z_\-])",
+    ),
     _rule("jwt", ["eyJ"], r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
     _rule("url_credentials", ["://"], r"://([^\s/:@<>'\"]+:[^\s/@<>'\"]+)@", group=1),
     _rule(
