@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-
 from fixtures_models import *  # noqa: F403  (session-scoped tiny models)
 
 os.environ["HF_HUB_OFFLINE"] = "1"

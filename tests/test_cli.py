@@ -111,7 +111,7 @@ def test_status_counts(cli):
 
 
 def test_status_without_workspace_is_one_line(cli):
-    code, out, err = cli.main("status")
+    code, _out, err = cli.main("status")
     assert code == 1
     assert err.strip().count("\n") == 0
     assert "no workspace" in err and "mlx-rsi init" in err

@@ -36,7 +36,9 @@ def test_metadata_defaults_to_empty(tmp_path):
     assert record["metadata"] == {}
 
 
-@pytest.mark.parametrize("name", ["../x", "a/../../b", "/etc/passwd", "a\0b", "", "  ", "..", "C:x"])
+@pytest.mark.parametrize(
+    "name", ["../x", "a/../../b", "/etc/passwd", "a\0b", "", "  ", "..", "C:x"]
+)
 def test_escaping_names_are_refused(tmp_path, name):
     with pytest.raises(UsageError):
         WorkSessionCollector(name, root=tmp_path)
