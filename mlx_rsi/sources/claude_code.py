@@ -152,7 +152,7 @@ class ClaudeCodeReader:
             if kind in ("user", "assistant") and "sessionId" in record and "message" in record:
                 return 0.95
             if kind == "summary" and "leafUuid" in record:
-                return 0.9
+                return 0.95
         if b'"parentUuid":' in head and b'"sessionId":' in head and b'"isSidechain":' in head:
             return 0.8  # a first line longer than the head
         return 0.0
