@@ -452,7 +452,8 @@ class _Ingestor:
     ) -> None:
         key = outcome.path
         stored = self._stored_keys(key) if key in self.known else set()
-        known_sessions = self._known_sessions(result.sessions)
+        # sessions are per file: a file never stored before has only new ones
+        known_sessions = self._known_sessions(result.sessions) if key in self.known else set()
         fresh = [(s, m) for s in result.sessions for m in s.messages if (s.id, m.key) not in stored]
         outcome.sessions = len(result.sessions)
         outcome.new_messages = len(fresh)
@@ -460,11 +461,13 @@ class _Ingestor:
         self.result.new_sessions += sum(1 for s in result.sessions if s.id not in known_sessions)
         if dry:
             return
-        if plan.drop_stored or result.replace:
+        dropped = plan.drop_stored or result.replace
+        if dropped:
             self.conn.execute("DELETE FROM messages WHERE file_path = ?", (key,))
             self.conn.execute("DELETE FROM sessions WHERE path = ?", (key,))
         for session in result.sessions:
-            _write_session(self.conn, session, key, start)
+            new = dropped or session.id not in known_sessions
+            _write_session(self.conn, session, key, start, new)
         self._record_file(key, fmt, st, head, result.end_offset, result.carry, "ok", None)
 
     def _stored_keys(self, key: str) -> set[tuple[str, str]]:
@@ -514,7 +517,7 @@ class _Ingestor:
 _SESSION_UPSERT = """
 INSERT INTO sessions (id, source_format, path, native_id, started_at, project, title,
                       parent_id, metadata, n_messages, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT(id) DO UPDATE SET
     started_at = COALESCE(sessions.started_at, excluded.started_at),
     project = COALESCE(excluded.project, sessions.project),
@@ -533,7 +536,11 @@ ON CONFLICT(session_id, key) DO UPDATE SET
 """
 
 
-def _write_session(conn: sqlite3.Connection, session: Session, file_key: str, start: int) -> None:
+def _write_session(
+    conn: sqlite3.Connection, session: Session, file_key: str, start: int, new: bool
+) -> None:
+    """Upsert a session and its messages (``new``: nothing of it is stored yet)."""
+    keys = [message.key or f"#{index}" for index, message in enumerate(session.messages)]
     conn.execute(
         _SESSION_UPSERT,
         (
@@ -546,6 +553,7 @@ def _write_session(conn: sqlite3.Connection, session: Session, file_key: str, st
             session.title,
             session.parent_id,
             _dumps(session.metadata),
+            len(set(keys)),
             now_iso(),
         ),
     )
@@ -555,7 +563,7 @@ def _write_session(conn: sqlite3.Connection, session: Session, file_key: str, st
         [
             (
                 session.id,
-                message.key or f"#{index}",
+                keys[index],
                 base + index,
                 file_key,
                 _dumps(message),
@@ -565,11 +573,12 @@ def _write_session(conn: sqlite3.Connection, session: Session, file_key: str, st
             for index, message in enumerate(session.messages)
         ],
     )
-    conn.execute(
-        "UPDATE sessions SET n_messages = (SELECT COUNT(*) FROM messages WHERE session_id = ?)"
-        " WHERE id = ?",
-        (session.id, session.id),
-    )
+    if not new:
+        conn.execute(
+            "UPDATE sessions SET n_messages = (SELECT COUNT(*) FROM messages WHERE session_id = ?)"
+            " WHERE id = ?",
+            (session.id, session.id),
+        )
 
 
 def _dumps(value: Any) -> str:

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from mlx_rsi.config import Config, SourcesConfig, WatchedFolder
-from mlx_rsi.ingest import find_session, ingest, load_sessions, standard_locations
+from mlx_rsi.ingest import (
+    find_session,
+    ingest,
+    load_sessions,
+    session_summaries,
+    standard_locations,
+)
 from mlx_rsi.workspace import Workspace
 
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -88,6 +94,9 @@ def test_append_reads_only_new_turns_and_equals_one_clean_pass(ws, tmp_path):
     assert stored(clean) == incremental
     # the correction in the appended turn reached the answer stored by the first pass
     assert incremental[0][1][1][3] == ["correction"]
+    with ws.store() as conn:
+        (summary,) = session_summaries(conn)
+    assert (summary.messages, summary.turns, summary.signals) == (4, 2, {"correction": 1})
 
 
 def test_partial_last_line_waits_for_the_next_pass(ws, tmp_path):

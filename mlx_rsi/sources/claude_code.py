@@ -81,29 +81,21 @@ REJECTED = (
 REASON_MARK = "the user said:"
 
 
-@dataclass
 class _Record:
-    offset: int
-    data: dict[str, Any]
+    """One conversation line, with the fields the tree walk needs read once."""
 
-    @property
-    def uuid(self) -> str:
-        return str(self.data.get("uuid") or f"@{self.offset}")
+    __slots__ = ("data", "kind", "link", "offset", "parent", "uuid")
 
-    @property
-    def parent(self) -> str | None:
-        parent = self.data.get("parentUuid")
-        return parent if isinstance(parent, str) else None
-
-    @property
-    def link(self) -> str | None:
-        """The parent, or for a compaction's new root the record it continues."""
-        logical = self.data.get("logicalParentUuid")
-        return self.parent or (logical if isinstance(logical, str) else None)
-
-    @property
-    def kind(self) -> str:
-        return str(self.data.get("type"))
+    def __init__(self, offset: int, data: dict[str, Any]) -> None:
+        self.offset = offset
+        self.data = data
+        self.kind = str(data.get("type"))
+        self.uuid = str(data.get("uuid") or f"@{offset}")
+        parent = data.get("parentUuid")
+        self.parent: str | None = parent if isinstance(parent, str) else None
+        # a compaction's new root names the record it continues
+        logical = data.get("logicalParentUuid")
+        self.link: str | None = self.parent or (logical if isinstance(logical, str) else None)
 
     @property
     def content(self) -> Any:
