@@ -8,6 +8,7 @@ import click
 
 from mlx_rsi.commands import config_option, pass_app
 from mlx_rsi.context import AppContext
+from mlx_rsi.sources import format_names
 from mlx_rsi.ui import UI
 
 # Files listed with their skip reasons after the summary.
@@ -20,8 +21,7 @@ MAX_SKIPPED_ROWS = 30
     "--format",
     "fmt",
     metavar="FORMAT",
-    help="Read every file as this format instead of detecting it: collector, claude_code, "
-    "codex, aider, gemini, chatgpt, openai, sharegpt, alpaca.",
+    help=f"Read every file as this format instead of detecting it: {', '.join(format_names())}.",
 )
 @click.option("--dry-run", is_flag=True, help="Read and count, but store nothing.")
 @config_option
