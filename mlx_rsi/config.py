@@ -268,7 +268,18 @@ def load_config(path: Path | None) -> Config:
         count = f"{len(problems)} problems: " if len(problems) > 1 else ""
         raise ConfigError(f"{path}: {count}{'; '.join(problems)}")
     assert isinstance(config, Config)
+    _check_rules(config, path)
     return config
+
+
+def _check_rules(config: Config, path: Path) -> None:
+    """Checks the types cannot express (regexes, rule names), named by file and key."""
+    from mlx_rsi.curate import validate_curate_config
+
+    try:
+        validate_curate_config(config)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e.message}", hint=e.hint) from e
 
 
 def _read(path: Path) -> str:

@@ -8,6 +8,7 @@ is plain data that round-trips through JSON (``to_dict`` / ``from_dict``).
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -127,5 +128,15 @@ def normalize_text(text: str) -> str:
 
 
 def content_hash(messages: list[dict[str, Any]]) -> str:
-    parts = [f"{m.get('role', '')}:{normalize_text(str(m.get('content') or ''))}" for m in messages]
+    """The exact-duplicate key: roles, folded texts and tool calls (name + arguments)."""
+    parts = []
+    for m in messages:
+        text = normalize_text(str(m.get("content") or ""))
+        calls = [_call_key(c) for c in m.get("tool_calls") or []]
+        parts.append(f"{m.get('role', '')}:{text}:{json.dumps(calls, sort_keys=True)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _call_key(call: dict[str, Any]) -> list[Any]:
+    function = call.get("function", call)
+    return [function.get("name"), function.get("arguments")]

@@ -125,3 +125,11 @@ def test_bad_config_at_cli_is_exit_2_one_line(cli, tmp_path, text, needle):
 def test_missing_config_at_cli(cli, tmp_path):
     code, _out, err = cli.main("train", "--config", str(tmp_path / "missing.yaml"))
     assert code == 2 and "config file not found" in err
+
+
+def test_invalid_category_regex_fails_at_load(tmp_path):
+    path = write(tmp_path, "curate:\n  categories:\n    sql: ['re:select (']\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    line = one_line(exc)
+    assert str(path) in line and "curate.categories.sql[0]: invalid regex" in line
