@@ -23,7 +23,7 @@ from backends.chat import (
     stop_strings,
 )
 from mlx_rsi import atomic
-from mlx_rsi.errors import ModelError
+from mlx_rsi.errors import DatasetError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,10 @@ class PeftBackend:
         )  # fmt: skip
         examples = [e for e in encoded.examples if sum(e.mask[1:]) > 0]
         if not examples:
-            return float("nan")
+            raise DatasetError(
+                f"{split_path} has no assistant token to score",
+                hint="check the split's chat format (every example needs an assistant turn)",
+            )
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         module = torch_model.MaskedLMLoss(model)
         return peft_train.evaluate(module, examples, EVAL_BATCH, plan, int(pad_id))

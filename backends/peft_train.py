@@ -224,7 +224,10 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
         state = ckpt.restore_checkpoint(resume_from, model, optimizer, scheduler, plan.device)
         state.spec = ckpt.spec_record(spec)
         log.info("resuming %s from step %d", out_dir, state.step)
-    loss_module = accelerator.prepare_model(torch_model.MaskedLMLoss(model))
+    head_dtype = None
+    if plan.frozen_dtype is not None and not spec.use_dora:
+        head_dtype = torch_model.store_frozen_in(model, plan.frozen_dtype)
+    loss_module = accelerator.prepare_model(torch_model.MaskedLMLoss(model, head_dtype))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Run(
         spec=spec,
@@ -265,6 +268,8 @@ def _valid_split(tokenizer: Any, path: Path, spec: TrainSpec) -> list[EncodedCha
             f"early stopping needs validation data, and {path} has none",
             hint="build the dataset with a valid split, or turn early stopping off",
         )
+    if not valid:
+        log.info("no validation examples in %s: training without evaluation", path)
     return valid
 
 

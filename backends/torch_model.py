@@ -37,6 +37,13 @@ class PrecisionPlan:
     weight_dtype: torch.dtype
     autocast_dtype: torch.dtype | None
 
+    @property
+    def frozen_dtype(self) -> torch.dtype | None:
+        """The dtype to store frozen weights in during CPU autocast training (else None)."""
+        if self.device.type == "cpu" and self.autocast_dtype is not None:
+            return self.autocast_dtype
+        return None
+
     @contextmanager
     def autocast(self) -> Iterator[None]:
         if self.autocast_dtype is None:
@@ -217,25 +224,54 @@ def _causal_lm(model: nn.Module) -> Any:
     return get_base() if callable(get_base) else model
 
 
+def store_frozen_in(model: Any, dtype: torch.dtype) -> torch.dtype | None:
+    """Keep frozen linear weights in ``dtype`` (the autocast dtype): no per-step casts.
+
+    Under autocast every matmul reads its weights in ``dtype`` anyway, so the numbers do
+    not change; the trainable adapter, embeddings and norms stay fp32. A head tied to
+    the input embedding is left alone (the embedding must stay fp32): ``MaskedLMLoss``
+    keeps a ``dtype`` copy of it instead. Returns the head dtype for ``MaskedLMLoss``.
+    """
+    causal = _causal_lm(model)
+    head = causal.get_output_embeddings()
+    tied = head is not None and head.weight is causal.get_input_embeddings().weight
+    for module in model.modules():
+        if not isinstance(module, nn.Linear) or (tied and module is head):
+            continue
+        if not any(p.requires_grad for p in module.parameters(recurse=False)):
+            module.to(dtype)
+    return dtype
+
+
 class MaskedLMLoss(nn.Module):
     """Sum of next-token cross-entropy over the trained positions only.
 
     The decoder runs over every token; the output head (and gemma's final logit
     soft-capping, when the config has it) only over the rows in ``positions``.
     Wrapping this module (not the bare model) in DDP keeps the gradient hooks right.
+    With ``head_dtype`` the head runs from a frozen copy of its weight in that dtype
+    (a plain attribute, so DDP never broadcasts it).
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, head_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.model = model
         causal = _causal_lm(model)
         self.softcap = getattr(causal.config, "final_logit_softcapping", None)
+        self.head_weight: torch.Tensor | None = None
+        if head_dtype is not None:
+            weight = causal.get_output_embeddings().weight
+            self.head_weight = weight.detach().to(head_dtype)
 
     def forward(self, input_ids: Any, positions: Any, targets: Any) -> Any:
         causal = _causal_lm(self.model)
         hidden = causal.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
         rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
-        logits = causal.get_output_embeddings()(rows).float()
+        if self.head_weight is not None:
+            logits = nn.functional.linear(rows.to(self.head_weight.dtype), self.head_weight)
+        else:
+            logits = causal.get_output_embeddings()(rows)
+        logits = logits.float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return nn.functional.cross_entropy(logits, targets, reduction="sum")

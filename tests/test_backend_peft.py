@@ -470,3 +470,55 @@ def test_two_processes_under_torchrun_match_one_process(
     assert [r["loss"] for r in records(tmp_path / "ddp")] == pytest.approx(
         [r["loss"] for r in records(tmp_path / "one")], rel=1e-5
     )
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_gemma_dir"])
+def test_frozen_bf16_storage_changes_nothing_under_autocast(
+    fixture: str, dataset: Path, request: pytest.FixtureRequest
+) -> None:
+    from backends import torch_model
+    from backends.chat import encode_dataset
+
+    model_dir: Path = request.getfixturevalue(fixture)
+    plan = torch_model.resolve_precision("bf16", torch.device("cpu"))
+    assert plan.frozen_dtype == torch.bfloat16
+    tokenizer = load_tokenizer(model_dir)
+    rows = read_jsonl(dataset / "train.jsonl")
+    batch = collate(encode_dataset(tokenizer, rows).examples[:4], pad_id=0)
+    spec = make_spec(model_dir)
+    sums, grads = [], []
+    for half in (False, True):
+        torch.manual_seed(0)
+        model = torch_model.add_lora(torch_model.load_model(model_dir, plan), spec)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:  # nonzero B so gradients reach A through the adapter
+                torch.nn.init.normal_(param, std=0.1, generator=torch.Generator().manual_seed(0))
+        head = torch_model.store_frozen_in(model, torch.bfloat16) if half else None
+        module = torch_model.MaskedLMLoss(model, head)
+        with plan.autocast():
+            loss = module(batch.input_ids, batch.positions, batch.targets)
+        loss.backward()
+        sums.append(float(loss))
+        grads.append([p.grad.clone() for p in model.parameters() if p.requires_grad])
+        frozen = [
+            m.weight.dtype for n, m in model.named_modules() if n.endswith("q_proj.base_layer")
+        ]
+        assert set(frozen) == {torch.bfloat16 if half else torch.float32}
+        embed = model.get_base_model().get_input_embeddings().weight
+        assert embed.dtype == torch.float32
+    assert sums[0] == pytest.approx(sums[1], rel=1e-6)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_of_a_split_without_assistant_tokens_is_an_error(
+    tiny_llama_dir: Path, tmp_path: Path
+) -> None:
+    from mlx_rsi.errors import DatasetError
+
+    rows = [{"messages": [{"role": "user", "content": "hello"}]}]
+    data = write_dataset(tmp_path, rows, rows)
+    with pytest.raises(DatasetError, match="no assistant token to score"):
+        BACKEND.loss(tiny_llama_dir, None, data / "valid.jsonl")
+    with pytest.raises(DatasetError, match="no trainable example"):
+        BACKEND.train(make_spec(tiny_llama_dir), data, tmp_path / "run", lambda e: None)
