@@ -101,6 +101,92 @@ def resolve_template(tokenizer: Any, template: str, fallback: str) -> str:
     return template
 
 
+_TOOLS_JINJA = (
+    "{% if tools %}You can call these tools:\n<tools>\n"
+    "{% for tool in tools %}{{ tool | tojson }}{{ '\\n' }}{% endfor %}</tools>{% endif %}"
+)
+_TOOL_CALLS_JINJA = (
+    "{% for call in message.tool_calls or [] %}"
+    "{% set fn = call.function if call.function is defined else call %}"
+    "{% if message.content or not loop.first %}{{ '\\n' }}{% endif %}"
+    "<tool_call>\n"
+    '{"name": {{ fn.name | tojson }}, "arguments": '
+    "{% if fn.arguments is string %}{{ fn.arguments }}"
+    "{% else %}{{ fn.arguments | tojson }}{% endif %}"
+    "}\n</tool_call>"
+    "{% endfor %}"
+)
+# ChatML with Hermes-style tools; renders exactly like the "chatml" fallback.
+CHATML_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+    + _TOOLS_JINJA
+    + "<|im_end|>\n"
+    "{% elif messages[0].role == 'system' %}"
+    "<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message.role == 'system' %}"
+    "{% if not loop.first %}<|im_start|>system\n{{ message.content }}<|im_end|>\n{% endif %}"
+    "{% elif message.role == 'assistant' %}"
+    "<|im_start|>assistant\n{{ message.content or '' }}" + _TOOL_CALLS_JINJA + "<|im_end|>\n"
+    "{% elif message.role == 'tool' %}"
+    "<|im_start|>tool\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
+    "{% else %}"
+    "<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_ALPACA_TEMPLATE = (
+    "{% set systems = messages | selectattr('role', 'equalto', 'system') "
+    "| map(attribute='content') | select | list %}"
+    "{% if systems %}{{ systems | join('\\n\\n') }}{% else %}" + ALPACA_PREAMBLE + "{% endif %}"
+    "{% if tools %}{{ '\\n\\n' }}" + _TOOLS_JINJA + "{% endif %}{{ '\\n\\n' }}"
+    "{% for message in messages %}"
+    "{% if message.role == 'user' %}### Instruction:\n{{ message.content }}{{ '\\n\\n' }}"
+    "{% elif message.role == 'tool' %}### Input:\n{{ message.content }}{{ '\\n\\n' }}"
+    "{% elif message.role == 'assistant' %}### Response:\n{{ message.content or '' }}"
+    + _TOOL_CALLS_JINJA
+    + "{{ eos_token }}{{ '\\n\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}### Response:\n{% endif %}"
+)
+
+
+def fallback_chat_template(tokenizer: Any, name: str) -> str:
+    """A jinja chat template that renders exactly like the named fallback.
+
+    Written into fused models trained with a fallback, so that serving, GGUF export and
+    ``template: auto`` later format chats the way the model was trained.
+    """
+    if name not in FALLBACK_TEMPLATES:
+        raise UsageError(
+            f"unknown fallback template '{name}'",
+            hint=f"use one of {', '.join(FALLBACK_TEMPLATES)}",
+        )
+    body = CHATML_TEMPLATE if name == "chatml" else _ALPACA_TEMPLATE
+    return ("{{ bos_token }}" if _bos_text(tokenizer) else "") + body
+
+
+TEMPLATE_RECORD = "chat_template_used.json"
+
+
+def write_template_record(adapter_dir: Path, template: str) -> None:
+    """Record, beside an adapter, the chat template it was trained with."""
+    (Path(adapter_dir) / TEMPLATE_RECORD).write_text(json.dumps({"template": template}) + "\n")
+
+
+def read_template_record(adapter_dir: Path) -> str | None:
+    """The template an adapter was trained with ("native" or a fallback), if recorded."""
+    try:
+        value = json.loads((Path(adapter_dir) / TEMPLATE_RECORD).read_text()).get("template")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
 def render_prompt(
     tokenizer: Any,
     messages: Sequence[Message],
@@ -124,8 +210,8 @@ def stop_strings(tokenizer: Any, *, template: str = "auto", fallback: str = "alp
     stops = [tokenizer.eos_token] if tokenizer.eos_token else []
     if name == "chatml" or (name == "native" and CHATML_END in str(tokenizer.chat_template)):
         stops.append(CHATML_END)
-    if name == "alpaca":
-        stops.append("### Instruction:")
+    if name == "alpaca":  # a base model that never learned EOS starts the next section
+        stops.extend(["### Instruction:", "### Input:", "### Response:"])
     return list(dict.fromkeys(stops))
 
 

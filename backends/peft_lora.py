@@ -16,8 +16,11 @@ from typing import Any
 
 from backends.base import OnEvent, Precision, TrainResult, TrainSpec, backend_status
 from backends.chat import (
+    fallback_chat_template,
+    has_chat_template,
     load_tokenizer,
     read_jsonl,
+    read_template_record,
     render_prompt,
     resolve_template,
     stop_strings,
@@ -134,6 +137,12 @@ class PeftBackend:
         merged = torch_model.load_adapter(base, Path(adapter_dir)).merge_and_unload()
         merged.config.use_cache = True
         tokenizer = load_tokenizer(Path(model_dir))
+        trained_with = read_template_record(Path(adapter_dir))
+        if trained_with is None and not has_chat_template(tokenizer):
+            trained_with = self.fallback_template
+        if trained_with not in (None, "native"):
+            # The fused model formats chats the way it was trained (serve, GGUF, auto).
+            tokenizer.chat_template = fallback_chat_template(tokenizer, str(trained_with))
         out_dir = Path(out_dir)
         with atomic.staged_dir(out_dir) as tmp, torch_model.quiet():
             merged.save_pretrained(str(tmp))

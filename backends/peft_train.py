@@ -28,7 +28,14 @@ from backends import peft_checkpoint as ckpt
 from backends import torch_data as data
 from backends import torch_model
 from backends.base import OnEvent, TrainEvent, TrainResult, TrainSpec
-from backends.chat import EncodedChat, encode_dataset, load_tokenizer, read_jsonl
+from backends.chat import (
+    EncodedChat,
+    encode_dataset,
+    load_tokenizer,
+    read_jsonl,
+    resolve_template,
+    write_template_record,
+)
 from mlx_rsi import atomic
 from mlx_rsi.errors import BackendError, BackendUnavailableError, DatasetError, InterruptedRun
 
@@ -175,6 +182,7 @@ class Run:
     pad_id: int
     total_steps: int
     state: ckpt.TrainerState
+    template: str = "native"  # the resolved chat template: "native" or a fallback name
     trainable: list[Any] = field(default_factory=list)
     resumed_at: int | None = None
 
@@ -244,6 +252,7 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
         pad_id=int(pad_id),
         total_steps=total,
         state=state,
+        template=resolve_template(tokenizer, spec.template, spec.fallback_template),
         trainable=trainable,
         resumed_at=state.step if resume_from is not None else None,
     )
@@ -448,6 +457,7 @@ class Trainer:
                         (tmp / name).write_bytes((best / name).read_bytes())
                 else:
                     run.model.save_pretrained(str(tmp))
+                write_template_record(tmp, run.template)
         run.accelerator.wait_for_everyone()
         self.emit("end", loss=state.last_loss, val_loss=state.best_val_loss,
                   trained_tokens=state.trained_tokens)  # fmt: skip

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from mlx_rsi.errors import ModelError
 
@@ -103,22 +104,37 @@ def _convert(target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Progress goes to the log, not to tqdm bars (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _save_hf(gguf_dir: Path, name: str, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf_dir), gguf_file=name, dtype=torch.float32
-        )
-    except (OSError, ValueError, ImportError) as e:
-        raise ModelError(
-            f"transformers cannot load {name}: {e}", hint="pip install gguf (>= 0.17)"
-        ) from e
-    model.hf_quantizer = None  # type: ignore[assignment]  # save_pretrained refuses otherwise
-    for config in (model.config, getattr(model.config, "text_config", None)):
-        if config is not None and hasattr(config, "quantization_config"):
-            delattr(config, "quantization_config")
-    model.save_pretrained(str(out_dir))
-    tokenizer.save_pretrained(str(out_dir))
+    with _no_progress_bars():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=name)
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                str(gguf_dir), gguf_file=name, dtype=torch.float32
+            )
+        except (OSError, ValueError, ImportError) as e:
+            raise ModelError(
+                f"transformers cannot load {name}: {e}", hint="pip install gguf (>= 0.17)"
+            ) from e
+        model.hf_quantizer = None  # save_pretrained refuses while a quantizer is attached
+        for config in (model.config, getattr(model.config, "text_config", None)):
+            if config is not None and hasattr(config, "quantization_config"):
+                delattr(config, "quantization_config")
+        model.save_pretrained(str(out_dir))
+        tokenizer.save_pretrained(str(out_dir))

@@ -17,47 +17,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from backends.chat import CHATML_TEMPLATE
 from mlx_rsi.errors import UsageError
 
 ARCHS = ("llama", "qwen2", "gemma3_text")
 VOCAB_SIZE = 512
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
-# ChatML, with Hermes-style tools: the tool list in the system turn, calls as
-# <tool_call>{json}</tool_call> inside the assistant turn, results in a "tool" turn.
-CHAT_TEMPLATE = (
-    "{% if tools %}"
-    "<|im_start|>system\n"
-    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
-    "You can call these tools:\n<tools>\n"
-    "{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
-    "</tools><|im_end|>\n"
-    "{% elif messages[0].role == 'system' %}"
-    "<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{% if message.role == 'system' %}"
-    "{% if not loop.first %}"
-    "<|im_start|>system\n{{ message.content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% elif message.role == 'assistant' %}"
-    "<|im_start|>assistant\n{{ message.content or '' }}"
-    "{% for call in message.tool_calls or [] %}"
-    "{% set fn = call.function if call.function is defined else call %}"
-    "{% if message.content or not loop.first %}{{ '\\n' }}{% endif %}"
-    "<tool_call>\n"
-    '{"name": "{{ fn.name }}", "arguments": {{ fn.arguments | tojson }}}'
-    "\n</tool_call>"
-    "{% endfor %}"
-    "<|im_end|>\n"
-    "{% elif message.role == 'tool' %}"
-    "<|im_start|>tool\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
-    "{% else %}"
-    "<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+# ChatML with Hermes-style tools (the tool list in the system turn, calls as
+# <tool_call>{json}</tool_call> in the assistant turn, results in a "tool" turn).
+CHAT_TEMPLATE = CHATML_TEMPLATE
 
 _CORPUS = """\
 The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a

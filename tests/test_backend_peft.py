@@ -522,3 +522,20 @@ def test_loss_of_a_split_without_assistant_tokens_is_an_error(
         BACKEND.loss(tiny_llama_dir, None, data / "valid.jsonl")
     with pytest.raises(DatasetError, match="no trainable example"):
         BACKEND.train(make_spec(tiny_llama_dir), data, tmp_path / "run", lambda e: None)
+
+
+def test_fused_model_of_a_template_less_base_formats_chats_as_trained(
+    tiny_llama_nochat_dir: Path, dataset: Path, tmp_path: Path
+) -> None:
+    from backends.chat import has_chat_template, read_template_record
+
+    spec = make_spec(tiny_llama_nochat_dir, max_steps=2)
+    result = BACKEND.train(spec, dataset, tmp_path / "run", lambda e: None)
+    assert read_template_record(result.adapter_dir) == "alpaca"
+    fused = BACKEND.fuse(tiny_llama_nochat_dir, result.adapter_dir, tmp_path / "fused")
+    base_tok, fused_tok = load_tokenizer(tiny_llama_nochat_dir), load_tokenizer(fused)
+    assert not has_chat_template(base_tok) and has_chat_template(fused_tok)
+    for row in read_jsonl(dataset / "train.jsonl"):
+        trained = encode_chat(base_tok, row["messages"], tools=row.get("tools"))  # alpaca
+        served = encode_chat(fused_tok, row["messages"], tools=row.get("tools"))  # native
+        assert served == trained

@@ -134,7 +134,7 @@ def test_alpaca_fallback_on_a_tokenizer_without_template(plain_tok: Any) -> None
     prompt = render_prompt(plain_tok, [{"role": "user", "content": "Hi"}])
     assert prompt == f"{'Below is an instruction'}" + prompt[len("Below is an instruction") :]
     assert prompt.endswith("\n\n### Instruction:\nHi\n\n### Response:\n")
-    assert "### Instruction:" in stop_strings(plain_tok)
+    assert {"### Instruction:", "### Response:", "<|endoftext|>"} <= set(stop_strings(plain_tok))
 
 
 def test_cutoff_keeps_the_beginning_and_reports_skips(tok: Any) -> None:
@@ -189,3 +189,27 @@ def test_masks_survive_trimmed_offsets(tiny_qwen2_dir: Path) -> None:
         "It is 21 C.<|im_end|>",
         "  Also  21 C.\n\n<|im_end|>",
     ]
+
+
+@pytest.mark.parametrize("name", ["alpaca", "chatml"])
+@pytest.mark.parametrize("with_tools", [False, True])
+def test_fallback_jinja_renders_like_the_fallback(
+    name: str, with_tools: bool, tok: Any, plain_tok: Any
+) -> None:
+    from backends.chat import fallback_chat_template
+
+    tools = TOOLS if with_tools else None
+    chats = [three_turn_chat(), three_turn_chat()[1:], [{"role": "user", "content": "hi"}]]
+    for tokenizer in (tok, plain_tok):
+        template = fallback_chat_template(tokenizer, name)
+        for chat in chats:
+            want, _ = render_chat(tokenizer, chat, template=name, tools=tools)
+            got = tokenizer.apply_chat_template(
+                chat, tools=tools, tokenize=False, chat_template=template
+            )
+            assert got == want
+            prompt = tokenizer.apply_chat_template(
+                chat[:-1] or chat, tools=tools, tokenize=False, add_generation_prompt=True,
+                chat_template=template,
+            )  # fmt: skip
+            assert prompt == render_prompt(tokenizer, chat[:-1] or chat, template=name, tools=tools)
