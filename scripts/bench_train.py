@@ -6,6 +6,12 @@
     cutoff 256), the same LoRA (r=8, alpha 16, q_proj/v_proj of the last 8 blocks), batch 4
     and the same number of steps. Each side runs in its own process, so its peak RSS is
     its own. Throughput is trained (loss-carrying) tokens per second of training.
+(b) ``mlx-vs-mlx-lm``: the MLX backend against mlx-lm's own CLI (``python -m mlx_lm lora``,
+    run in the worker process with its report recorded) on the tiny llama (MLX's Linux CPU
+    build is far too slow for the 270M model, FACTS.md), the same chats (one assistant turn,
+    so ``--mask-prompt`` trains what we train), LoRA (r=8, scale 2, q_proj/v_proj of every
+    block), batch 4, cutoff 256 and steps. Timed over the report windows after the first
+    (which holds mx.compile's tracing), from each side's own window throughput.
 
 Add a comparison: write ``compare_x(args) -> list[Measure]`` and register it in
 ``COMPARISONS``; workers (one side each, run in a subprocess) go in ``WORKERS``.
@@ -194,10 +200,121 @@ def worker_peft(model_dir: Path, data_dir: Path, steps: int, out_dir: Path) -> d
     return {"trained_tokens": result.trained_tokens, "seconds": result.seconds, "losses": losses}
 
 
+# --- (b) mlx-vs-mlx-lm: the MLX backend against `python -m mlx_lm lora` -----------------------
+
+MLX_REPORT_EVERY = 4  # steps per report window; the first window (compile) is not timed
+
+
+def _steady(windows: list[tuple[int, float]]) -> tuple[int, float]:
+    """(trained tokens, seconds) over report windows after the first.
+
+    ``windows`` holds (cumulative trained tokens, tokens/s of that window) per report.
+    """
+    from itertools import pairwise
+
+    tokens = seconds = 0.0
+    for (before, _), (after, rate) in pairwise(windows):
+        tokens += after - before
+        seconds += (after - before) / rate if rate else 0.0
+    return int(tokens), seconds
+
+
+def _mlx_spec(model_dir: Path, steps: int) -> Any:
+    from backends.base import TrainSpec
+
+    return TrainSpec(
+        model_dir=model_dir, rank=RANK, alpha=ALPHA, dropout=0.0, target_modules=TARGETS,
+        num_layers=None, learning_rate=LEARNING_RATE, schedule="constant", warmup_ratio=0.0,
+        max_steps=steps, batch_size=BATCH, grad_accum=1, cutoff_len=CUTOFF, seed=SEED,
+        save_steps=steps + 1, logging_steps=MLX_REPORT_EVERY,
+    )  # fmt: skip
+
+
+def worker_mlx(model_dir: Path, data_dir: Path, steps: int, out_dir: Path) -> dict[str, Any]:
+    """The MLX backend (every assistant turn masked, head only at trained positions)."""
+    from backends.mlx_lora import MlxBackend
+
+    MlxBackend().train(_mlx_spec(model_dir, steps), data_dir, out_dir / "run", lambda e: None)
+    records = [json.loads(line) for line in (out_dir / "run" / "metrics.jsonl").open()]
+    train = [r for r in records if r["kind"] == "train"]
+    tokens, seconds = _steady([(r["trained_tokens"], r["tokens_per_second"]) for r in train])
+    return {"trained_tokens": tokens, "seconds": seconds, "loss": train[-1]["loss"]}
+
+
+def worker_mlx_lm(model_dir: Path, data_dir: Path, steps: int, out_dir: Path) -> dict[str, Any]:
+    """mlx-lm's own CLI (`python -m mlx_lm lora`) in this process, its report recorded.
+
+    Same data (a single assistant turn per chat, so ``--mask-prompt`` trains what we
+    train), LoRA keys, rank, scale, batch, cutoff and steps. mlx-lm needs a valid split.
+    """
+    import shutil
+
+    from mlx_lm import cli_ui, lora
+
+    data = out_dir / "data"
+    data.mkdir()
+    shutil.copy(data_dir / "train.jsonl", data / "train.jsonl")
+    head = (data_dir / "train.jsonl").read_text().splitlines()[:BATCH]
+    (data / "valid.jsonl").write_text("".join(line + "\n" for line in head))
+    keys = ", ".join(f"self_attn.{t}" for t in TARGETS)
+    config = out_dir / "lora.yaml"
+    config.write_text(
+        f"lora_parameters: {{rank: {RANK}, scale: {ALPHA / RANK}, dropout: 0.0, keys: [{keys}]}}\n"
+    )
+    reports: list[tuple[int, float, float]] = []
+    original = cli_ui.TrainUI.report_train
+
+    def record(self: Any, it: int, loss: float, rate: float, trained: int) -> None:
+        reports.append((trained, rate, loss))
+        original(self, it, loss, rate, trained)
+
+    cli_ui.TrainUI.report_train = record  # type: ignore[method-assign]
+    sys.argv = [
+        "mlx_lm.lora", "--model", str(model_dir), "--train", "--data", str(data),
+        "--fine-tune-type", "lora", "--num-layers", "-1", "--batch-size", str(BATCH),
+        "--iters", str(steps), "--learning-rate", str(LEARNING_RATE), "--mask-prompt",
+        "--steps-per-report", str(MLX_REPORT_EVERY), "--steps-per-eval", str(steps + 1),
+        "--val-batches", "1", "--save-every", str(steps + 1), "--max-seq-length", str(CUTOFF),
+        "--seed", str(SEED), "--adapter-path", str(out_dir / "adapters"), "-c", str(config),
+    ]  # fmt: skip
+    lora.main()
+    tokens, seconds = _steady([(t, rate) for t, rate, _ in reports])
+    return {"trained_tokens": tokens, "seconds": seconds, "loss": reports[-1][2]}
+
+
+def compare_mlx_vs_mlx_lm(args: argparse.Namespace) -> list[Measure]:
+    from mlx_rsi.tinymodel import build_tiny_model
+
+    measures = []
+    with tempfile.TemporaryDirectory(prefix="bench-mlx-") as tmp:
+        model_dir = build_tiny_model(Path(tmp) / "tiny-llama", arch="llama")
+        data_dir = write_data(Path(tmp) / "data", synthetic_chats(args.steps * BATCH))
+        for side, label, baseline in (
+            ("mlx_lm", "python -m mlx_lm lora", True),
+            ("mlx", "MLX backend", False),
+        ):
+            raw = run_worker(side, model_dir, data_dir, args.steps)
+            measures.append(
+                Measure(
+                    "mlx-vs-mlx-lm",
+                    label,
+                    args.steps,
+                    raw["trained_tokens"],
+                    raw["seconds"],
+                    raw["peak_rss_mb"],
+                    raw["loss"],
+                    baseline,
+                )
+            )
+    return measures
+
+
 WORKERS: dict[str, Callable[[Path, Path, int, Path], dict[str, Any]]] = {
     "plain": worker_plain,
     "plain-grouped": worker_plain_grouped,
     "peft": worker_peft,
+    "mlx": worker_mlx,
+    "mlx_lm": worker_mlx_lm,
 }
 
 
@@ -249,6 +366,7 @@ def compare_peft_vs_plain(args: argparse.Namespace) -> list[Measure]:
 
 COMPARISONS: dict[str, Callable[[argparse.Namespace], list[Measure]]] = {
     "peft-vs-plain": compare_peft_vs_plain,
+    "mlx-vs-mlx-lm": compare_mlx_vs_mlx_lm,
 }
 
 
