@@ -27,6 +27,7 @@ from mlx_rsi.errors import BackendError
 
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
+SCALER_FILE = "scaler.pt"
 STATE_FILE = "trainer_state.json"
 BEST_DIR = "best"
 KEEP_CHECKPOINTS = 3  # older step-<N> folders are pruned
@@ -98,7 +99,12 @@ def latest_checkpoint(out_dir: Path) -> Path:
 
 
 def save_checkpoint(
-    out_dir: Path, model: Any, optimizer: Any, scheduler: Any, state: TrainerState
+    out_dir: Path,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    state: TrainerState,
+    scaler: Any = None,
 ) -> Path:
     """Write ``checkpoints/step-<state.step>/`` atomically, prune old ones, return it."""
     dst = checkpoint_dir(out_dir, state.step)
@@ -106,6 +112,8 @@ def save_checkpoint(
         model.save_pretrained(str(tmp))
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         torch.save(scheduler.state_dict(), tmp / SCHEDULER_FILE)
+        if scaler is not None and scaler.is_enabled():  # fp16 loss scaling (CUDA)
+            torch.save(scaler.state_dict(), tmp / SCALER_FILE)
         (tmp / STATE_FILE).write_text(state.to_json())
     for _, old in list_checkpoints(out_dir)[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
@@ -154,7 +162,12 @@ def check_compatible(state: TrainerState, spec: TrainSpec, digest: str, world: i
 
 
 def restore_checkpoint(
-    folder: Path, model: Any, optimizer: Any, scheduler: Any, device: torch.device
+    folder: Path,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    device: torch.device,
+    scaler: Any = None,
 ) -> TrainerState:
     """Load adapter weights, optimizer and scheduler state from ``folder``."""
     from peft import set_peft_model_state_dict
@@ -166,6 +179,8 @@ def restore_checkpoint(
         result = set_peft_model_state_dict(model, weights)
         optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=device))
         scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=False))
+        if scaler is not None and (folder / SCALER_FILE).is_file():
+            scaler.load_state_dict(torch.load(folder / SCALER_FILE))
     except (OSError, RuntimeError, ValueError, KeyError) as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BackendError(

@@ -182,6 +182,7 @@ class Run:
     pad_id: int
     total_steps: int
     state: ckpt.TrainerState
+    scaler: Any = None  # torch.amp.GradScaler, enabled for fp16 only
     template: str = "native"  # the resolved chat template: "native" or a fallback name
     trainable: list[Any] = field(default_factory=list)
     resumed_at: int | None = None
@@ -225,11 +226,14 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec, total))
+    scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.needs_loss_scaling)
     digest = ckpt.file_digest(Path(dataset_dir) / "train.jsonl")
     state = ckpt.TrainerState(world_size=world, data_digest=digest, spec=ckpt.spec_record(spec))
     if resume_from is not None:
         ckpt.check_compatible(ckpt.read_state(resume_from), spec, digest, world)
-        state = ckpt.restore_checkpoint(resume_from, model, optimizer, scheduler, plan.device)
+        state = ckpt.restore_checkpoint(
+            resume_from, model, optimizer, scheduler, plan.device, scaler
+        )
         state.spec = ckpt.spec_record(spec)
         log.info("resuming %s from step %d", out_dir, state.step)
     head_dtype = None
@@ -252,6 +256,7 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
         pad_id=int(pad_id),
         total_steps=total,
         state=state,
+        scaler=scaler,
         template=resolve_template(tokenizer, spec.template, spec.fallback_template),
         trainable=trainable,
         resumed_at=state.step if resume_from is not None else None,
@@ -351,11 +356,13 @@ class Trainer:
             with context:
                 with run.plan.autocast():
                     loss_sum = run.loss_module(batch.input_ids, batch.positions, batch.targets)
-                (loss_sum * scale).backward()
+                run.scaler.scale(loss_sum * scale).backward()
             self.window_loss += loss_sum.detach().double()
             self.window_tokens += batch.num_targets
+        run.scaler.unscale_(run.optimizer)
         torch.nn.utils.clip_grad_norm_(run.trainable, MAX_GRAD_NORM)
-        run.optimizer.step()
+        run.scaler.step(run.optimizer)  # skips the step on inf/nan gradients (fp16 only)
+        run.scaler.update()
         run.scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
         run.state.step += 1
@@ -433,7 +440,7 @@ class Trainer:
         run.state.elapsed = self.elapsed()
         if run.is_main:
             path = ckpt.save_checkpoint(
-                run.out_dir, run.model, run.optimizer, run.scheduler, run.state
+                run.out_dir, run.model, run.optimizer, run.scheduler, run.state, run.scaler
             )
             self.emit("save", message=str(path))
         self.window_start += time.perf_counter() - began

@@ -38,6 +38,11 @@ class PrecisionPlan:
     autocast_dtype: torch.dtype | None
 
     @property
+    def needs_loss_scaling(self) -> bool:
+        """fp16 gradients underflow without a GradScaler (bf16 and fp32 do not)."""
+        return self.autocast_dtype == torch.float16
+
+    @property
     def frozen_dtype(self) -> torch.dtype | None:
         """The dtype to store frozen weights in during CPU autocast training (else None)."""
         if self.device.type == "cpu" and self.autocast_dtype is not None:
@@ -70,13 +75,15 @@ def quiet() -> Iterator[None]:
 
 
 def resolve_precision(precision: str, device: torch.device | None = None) -> PrecisionPlan:
-    """``auto``: bf16 on CUDA; on the CPU fp32 weights with bf16 autocast."""
+    """``auto``: bf16 on CUDA (fp16 + loss scaling before Ampere); CPU: fp32 + bf16 autocast."""
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         if precision == "fp32":
             return PrecisionPlan(device, torch.float32, None)
         half = torch.float16 if precision == "fp16" else torch.bfloat16
+        if precision == "auto" and not torch.cuda.is_bf16_supported():
+            half = torch.float16  # pre-Ampere GPUs (T4, V100): fp16 with loss scaling
         return PrecisionPlan(device, half, half)
     if precision == "fp16":
         raise UsageError(
