@@ -29,10 +29,12 @@ import fnmatch
 import functools
 import getpass
 import re
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from mlx_rsi.errors import ConfigError
 
@@ -238,7 +240,7 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "github_token",
-        ["re:gh[pousr]_"],
+        ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
         r"(?<![A-Za-z0-9])gh[pousr]_[A-Za-z0-9]{30,}",
     ),
     _rule("github_token", ["github_pat_"], r"github_pat_[A-Za-z0-9_]{22,}"),
@@ -246,7 +248,7 @@ RULES: tuple[Rule, ...] = (
     _rule("huggingface_token", ["hf_"], r"(?<![A-Za-z0-9_])hf_[A-Za-z0-9]{30,}"),
     _rule(
         "aws_access_key",
-        ["re:A(?:KIA|SIA|BIA|CCA|3T)"],
+        ["AKIA", "ASIA", "ABIA", "ACCA", "A3T"],
         r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Z0-9])",
     ),
     _rule("google_api_key", ["AIza"], r"AIza[0-9A-Za-z_\-]{35}"),
@@ -311,6 +313,8 @@ _ASSIGNMENT = re.compile(
     r"(?:pass|pwd|secret|token|key|auth|credential|private|dsn|cookie|session)"
     r"[\w\-\"'\]]*\s*(?::=|=>|[:=])"
 )
+# _ASSIGNMENT within one line (never across a newline), matched where a keyword starts.
+_ASSIGNMENT_AT = re.compile(_ASSIGNMENT.pattern.replace(r"\s*", r"[^\S\n]*"))
 _EMAIL_AT = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"
 )
@@ -348,14 +352,16 @@ class Redactor:
     email_allowlist: tuple[str, ...] = ()
     extra_rules: tuple[Rule, ...] = ()
     base64_min_chars: int = 400
-    _plugins: list[tuple[Any, str]] = field(default_factory=list, repr=False)
+    _plugins: list[tuple[Any, str, _Gate | None]] = field(default_factory=list, repr=False)
     _user_rx: re.Pattern[str] | None = field(default=None, repr=False)
     _base64_rx: re.Pattern[str] | None = field(default=None, repr=False)
     _anchors: list[_Check] = field(default_factory=list, repr=False)
+    _scan: _SessionScan | None = field(default=None, repr=False)
+    _lines: dict[str, _LineResult] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._plugins = [
-            (plugin, _DS_KINDS.get(plugin.secret_type, _slug(plugin.secret_type)))
+            (plugin, _DS_KINDS.get(plugin.secret_type, _slug(plugin.secret_type)), _gate(plugin))
             for plugin in _load_plugins()
         ]
         names = sorted({u for u in self.usernames if u}, key=len, reverse=True)
@@ -377,6 +383,17 @@ class Redactor:
         return (*RULES, *self.extra_rules)
 
     # ---------------------------------------------------------------- public
+
+    def session_hints(self, texts: Sequence[str]) -> list[_Hints | None] | None:
+        """Per text, what the stages can find in it (None: nothing), from one pass.
+
+        ``texts`` are a session's texts; see :class:`_SessionScan`. None when the
+        pre-scan cannot vouch for positions (then redact text by text).
+        """
+        if self._scan is None:
+            self._scan = _SessionScan(self._anchors, self.base64_min_chars)
+        users = self.usernames if self._user_rx is not None else ()
+        return self._scan.hints(texts, emails=self.emails, usernames=users)
 
     def anchors_in(self, text: str) -> list[_Check]:
         """The rule anchors present in ``text`` (a whole session's texts joined).
@@ -409,15 +426,35 @@ class Redactor:
                 text = _apply_rule(rules[index], text, counts, found)
         text = self._base64_blobs(text, counts)
         text = self._detect_secrets(text, counts, found)
+        return self._last_stages(text, counts, homes=True), counts
+
+    def redact_hinted(
+        self, text: str, found: dict[str, str] | None, hints: _Hints
+    ) -> tuple[str, Counter[str]]:
+        """:meth:`redact` for a text whose :class:`_Hints` the session pre-scan gave.
+
+        Same result: a text where an anchored rule or a base64 run may apply goes
+        through :meth:`redact` (those stages change what the later ones see); any
+        other text skips the stages its hints rule out.
+        """
+        if hints.checks or hints.base64:
+            return self.redact(text, found, anchors=list(hints.checks))
+        counts: Counter[str] = Counter()
+        if hints.assignments:
+            text = self._detect_secrets(text, counts, found, hints.assignments)
+        return self._last_stages(text, counts, homes=hints.homes), counts
+
+    # ---------------------------------------------------------------- stages
+
+    def _last_stages(self, text: str, counts: Counter[str], *, homes: bool) -> str:
+        """Emails, home paths (``homes``: a marker may be present), user names."""
         if self.emails and "@" in text:
             text = self._emails(text, counts)
-        if self.home_paths:
+        if self.home_paths and homes:
             text = _homes(text, counts)
         if self._user_rx is not None and any(name in text for name in self.usernames):
             text = _sub_count(self._user_rx, USER, "username", text, counts)
-        return text, counts
-
-    # ---------------------------------------------------------------- stages
+        return text
 
     def _base64_blobs(self, text: str, counts: Counter[str]) -> str:
         if len(text) < self.base64_min_chars or self._base64_rx is None:
@@ -430,10 +467,23 @@ class Redactor:
                 lines[index] = _sub_count(self._base64_rx, BASE64, "base64", line, counts)
         return "\n".join(lines)
 
-    def _detect_secrets(self, text: str, counts: Counter[str], found: dict[str, str] | None) -> str:
-        """Keyed assignments and detect-secrets' plugins, on candidate lines only."""
+    def _detect_secrets(
+        self,
+        text: str,
+        counts: Counter[str],
+        found: dict[str, str] | None,
+        assignments: Sequence[int] | None = None,
+    ) -> str:
+        """Keyed assignments and detect-secrets' plugins, on candidate lines only.
+
+        ``assignments``: where the session pre-scan found ``keyword … =`` in
+        ``text.lower()``; only their lines can pass the assignment test below.
+        """
         low = text.lower()
-        spans = _candidate_lines(low)
+        if assignments is not None and len(low) == len(text):
+            spans = _spans(low, _lines_at(low, assignments))
+        else:
+            spans = _candidate_lines(low)
         if not spans:
             return text
         pieces: list[str] = []
@@ -453,9 +503,34 @@ class Redactor:
         return "".join(pieces)
 
     def _scan_line(self, line: str, counts: Counter[str], found: dict[str, str] | None) -> str:
+        """One candidate line through the keyed rule and the plugins (cached by content).
+
+        The result depends on the line alone, so a line seen before (code read
+        twice, the same config line in many files) replays its counts and found
+        values instead of running ~25 plugins again.
+        """
+        result = self._lines.get(line)
+        if result is None:
+            result = self._scan_line_once(line)
+            if len(self._lines) >= LINE_CACHE_SIZE:
+                self._lines.clear()
+            self._lines[line] = result
+        new, kinds, values = result
+        for kind, n in kinds:
+            counts[kind] += n
+        if found is not None:
+            for value, kind in values:
+                found.setdefault(value, kind)
+        return new
+
+    def _scan_line_once(self, line: str) -> _LineResult:
+        counts: Counter[str] = Counter()
+        found: dict[str, str] = {}
         line = _apply_keyed(line, counts, found)
         values: dict[str, str] = {}
-        for plugin, kind in self._plugins:
+        for plugin, kind, gate in self._plugins:
+            if gate is not None and not gate(line):
+                continue  # the plugin's patterns need what the line lacks
             for value in plugin.analyze_string(line):
                 if _keep_finding(value, line, kind):
                     values.setdefault(value, kind)
@@ -464,9 +539,8 @@ class Redactor:
                 kind = values[value]
                 counts[kind] += line.count(value)
                 line = line.replace(value, secret_placeholder(kind))
-                if found is not None:
-                    found.setdefault(value, kind)
-        return line
+                found.setdefault(value, kind)
+        return line, tuple(counts.items()), tuple(found.items())
 
     def _emails(self, text: str, counts: Counter[str]) -> str:
         pieces: list[str] = []
@@ -500,6 +574,25 @@ def _candidate_lines(low: str) -> list[tuple[int, int]]:
             if line_end == -1:
                 break
             position = low.find(word, line_end)
+    return _spans(low, starts)
+
+
+def _lines_at(low: str, positions: Iterable[int]) -> set[int]:
+    """Start of the line around each position (keywords found by the pre-scan)."""
+    starts: set[int] = set()
+    line_end = -1
+    for position in sorted(positions):
+        if position < line_end:
+            continue  # same line as the previous keyword
+        starts.add(low.rfind("\n", 0, position) + 1)
+        line_end = low.find("\n", position)
+        if line_end == -1:
+            break
+    return starts
+
+
+def _spans(low: str, starts: Iterable[int]) -> list[tuple[int, int]]:
+    """(start, end) of the lines starting at ``starts``; long lines cut in pieces."""
     spans = []
     for start in sorted(starts):
         end = low.find("\n", start)
@@ -628,11 +721,192 @@ def _homes(text: str, counts: Counter[str]) -> str:
 
 def replace_known(text: str, found: dict[str, str], counts: Counter[str]) -> str:
     """Replace every literal occurrence of secret values found elsewhere."""
-    for value in sorted(found, key=len, reverse=True):
+    return _replace_values(text, sorted(found, key=len, reverse=True), found, counts)
+
+
+def _replace_values(
+    text: str, values: list[str], found: dict[str, str], counts: Counter[str]
+) -> str:
+    """:func:`replace_known` with ``found``'s values already sorted longest first."""
+    for value in values:
         if value in text:
             counts[found[value]] += text.count(value)
             text = text.replace(value, secret_placeholder(found[value]))
     return text
+
+
+# --------------------------------------------------------------------------- plugin gates
+
+# A cached line result: (new line, counts per kind, found values → kind), in order.
+_LineResult = tuple[str, tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]
+_Gate = Callable[[str], bool]
+LINE_CACHE_SIZE = 16384  # candidate lines remembered (cleared whole when full)
+
+
+def _gate(plugin: Any) -> _Gate | None:
+    """A cheap test a line must pass for ``plugin`` to find anything in it, or None.
+
+    Derived from detect-secrets' own patterns and checked against them, so a gate
+    never hides a finding: the keyword plugin (as ``analyze_string`` runs it) needs
+    a quote and one of its denylist words; the high-entropy plugins need a quote.
+    Plugins whose patterns do not look as expected get no gate (always run).
+    """
+    from detect_secrets.plugins import keyword
+    from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
+
+    if type(plugin) is keyword.KeywordDetector and _keyword_needs_quote():
+        words = re.compile("|".join(keyword.DENYLIST), re.IGNORECASE)
+        return lambda line: _has_quote(line) and words.search(line) is not None
+    if isinstance(plugin, HighEntropyStringsPlugin) and plugin.regex.pattern.startswith(
+        "([\\'\"])"
+    ):
+        return lambda line: "'" in line or '"' in line
+    return None
+
+
+def _has_quote(line: str) -> bool:
+    return "'" in line or '"' in line or "`" in line
+
+
+def _keyword_needs_quote() -> bool:
+    """Every pattern the keyword plugin tries has a required quote and denylist group."""
+    from detect_secrets.plugins import keyword
+
+    quote = f"({keyword.QUOTE})"
+    words = "(" + "|".join(keyword.DENYLIST) + ")"
+    patterns = [rx.pattern for rx in keyword.QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP]
+    return (
+        keyword.QUOTE == "[\\'\"`]"
+        and bool(patterns)
+        and all(quote in p and words in p for p in patterns)
+    )
+
+
+# --------------------------------------------------------------------------- session pre-scan
+
+# Lower-cased markers gating the home-path stage (a superset of what ``_homes`` checks).
+_HOME_MARKERS = ("/home/", "users", "documents and settings", "-home-")
+
+
+class _Hints(NamedTuple):
+    """What the session pre-scan found in one text (a text without any has None)."""
+
+    checks: tuple[_Check, ...]  # anchored rules whose anchor is in the text
+    assignments: tuple[int, ...]  # where "keyword … =" starts, in text.lower()
+    base64: bool  # may hold a run of base64_min_chars base64 characters
+    homes: bool  # holds a home-path marker
+
+
+def _other_stages(text: str, emails: bool, usernames: Sequence[str]) -> bool:
+    """The text holds "@" (emails on) or a user name: the last stages have work."""
+    return (emails and "@" in text) or any(name in text for name in usernames)
+
+
+class _Finder(Protocol):
+    def find_matches_as_indexes(
+        self, haystack: str, overlapping: bool = False
+    ) -> list[tuple[int, int, int]]: ...
+
+
+class _FindEach:
+    """Every occurrence of each pattern, one ``str.find`` pass per pattern.
+
+    The fallback when ``ahocorasick_rs`` (one pass for all patterns) is missing.
+    """
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.patterns = list(patterns)
+
+    def find_matches_as_indexes(
+        self, haystack: str, overlapping: bool = True
+    ) -> list[tuple[int, int, int]]:
+        out = []
+        for index, pattern in enumerate(self.patterns):
+            position = haystack.find(pattern)
+            while position != -1:
+                out.append((index, position, position + len(pattern)))
+                position = haystack.find(pattern, position + 1)
+        return out
+
+
+def _multi_finder(patterns: Sequence[str]) -> _Finder:
+    try:
+        import ahocorasick_rs
+    except ImportError:
+        return _FindEach(patterns)
+    finder: _Finder = ahocorasick_rs.AhoCorasick(list(patterns))
+    return finder
+
+
+class _SessionScan:
+    """One multi-literal pass over a whole session to tell each text's work.
+
+    The session's texts are joined with newlines and lower-cased; one Aho-Corasick
+    search finds every secret keyword, every lower-cased rule anchor and every home
+    marker, and each hit is mapped back to its text. A lower-cased anchor hit is
+    then confirmed with the exact (case-sensitive) anchor in that text only. Base64
+    runs are found by sampling: a run of ``n`` base64 characters covers a whole
+    piece of ``n // 2`` starting at a multiple of ``n // 2``, so only those pieces
+    are tested. All of these are necessary conditions: a text without them cannot
+    change in the stage they gate, and a text with them runs that stage as before.
+    """
+
+    def __init__(self, anchors: Sequence[_Check], base64_min_chars: int) -> None:
+        by_pattern: dict[str, list[_Check]] = {p: [] for p in (*_KEYWORDS, *_HOME_MARKERS)}
+        self.always: list[_Check] = []  # "re:" or empty anchors: checked per text
+        for check in anchors:
+            anchor, gate, _ = check
+            if gate is not None or not anchor:
+                self.always.append(check)
+            else:
+                by_pattern.setdefault(anchor.lower(), []).append(check)
+        self.patterns = list(by_pattern)
+        self.roles = [
+            (p in _KEYWORDS, p in _HOME_MARKERS, tuple(checks)) for p, checks in by_pattern.items()
+        ]
+        self.finder = _multi_finder(self.patterns)
+        self.half = max(1, base64_min_chars // 2)
+        self.piece = re.compile(f"[A-Za-z0-9+/]{{{self.half}}}")
+
+    def hints(
+        self, texts: Sequence[str], *, emails: bool, usernames: Sequence[str]
+    ) -> list[_Hints | None] | None:
+        joined = "\n".join(texts)
+        low = joined.lower()
+        if len(low) != len(joined):
+            return None  # lower-casing moved positions ("İ" → "i̇"): scan text by text
+        offsets = [0]
+        for text in texts:
+            offsets.append(offsets[-1] + len(text) + 1)
+        assignments: dict[int, list[int]] = {}
+        lowered: dict[int, set[int]] = {}
+        homes: set[int] = set()
+        for pattern, start, _ in self.finder.find_matches_as_indexes(low, overlapping=True):
+            keyword, home, gated = self.roles[pattern]
+            assigned = keyword and _ASSIGNMENT_AT.match(low, start) is not None
+            if not (assigned or home or gated):
+                continue  # a keyword that starts no assignment: no candidate line here
+            index = bisect_right(offsets, start) - 1
+            if assigned:
+                assignments.setdefault(index, []).append(start - offsets[index])
+            if home:
+                homes.add(index)
+            if gated:
+                lowered.setdefault(index, set()).add(pattern)
+        pieces = map(self.piece.match, repeat(joined), range(0, len(joined), self.half))
+        base64 = {bisect_right(offsets, m.start()) - 1 for m in pieces if m is not None}
+        busy = set(assignments) | set(lowered) | homes | base64
+        if emails or usernames or self.always:
+            busy.update(i for i, text in enumerate(texts) if _other_stages(text, emails, usernames))
+        out: list[_Hints | None] = [None] * len(texts)
+        for index in busy:
+            text = texts[index]
+            checks = [c for p in lowered.get(index, ()) for c in self.roles[p][2] if c[0] in text]
+            checks.extend(c for c in self.always if _present(c, text))
+            out[index] = _Hints(
+                tuple(checks), tuple(assignments.get(index, ())), index in base64, index in homes
+            )
+        return out
 
 
 # --------------------------------------------------------------------------- config → redactor
@@ -715,40 +989,73 @@ def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
     anywhere in the session are then replaced wherever else they occur in it (an
     ``env`` dump followed by the bare value in a command line, a file read twice …).
     """
-    redactor = redactor_for(cfg)
-    counts: Counter[str] = Counter()
-    found: dict[str, str] = {}
-
-    memo: dict[str, tuple[str, Counter[str]]] = {}  # Claude Code repeats file contents
-    anchors = redactor.anchors_in("\0".join(_session_texts(session)))
-
-    def fix(text: str) -> str:
-        if len(text) < 256:
-            new, n = redactor.redact(text, found, anchors=anchors)
-        else:
-            if text not in memo:
-                memo[text] = redactor.redact(text, found, anchors=anchors)
-            new, n = memo[text]
-        counts.update(n)
-        return new
-
-    def hide(value: str) -> str:
-        new = fix(value)
-        if new != value:  # a rule already typed it (e.g. a GitHub token under "token")
-            return new
-        counts["keyed_secret"] += 1
-        if len(value) >= 8:
-            found.setdefault(value, "keyed_secret")
-        return secret_placeholder("keyed_secret")
-
-    _walk_session(session, fix, hide)
+    redaction = _SessionRedaction(redactor_for(cfg), _session_texts(session))
+    _walk_session(session, redaction.fix, redaction.hide)
+    found, counts = redaction.found, redaction.counts
     if found:
+        values = sorted(found, key=len, reverse=True)
 
         def known(text: str) -> str:
-            return replace_known(text, found, counts)
+            return _replace_values(text, values, found, counts)
 
         _walk_session(session, known, known)
     return counts
+
+
+_NO_COUNTS: Counter[str] = Counter()  # shared "nothing replaced"; never mutated
+
+
+class _SessionRedaction:
+    """The ``fix`` / ``hide`` callbacks of one walk over a session.
+
+    The walk calls ``fix`` on the texts in the order :func:`_session_texts` listed
+    them, so the i-th call takes the i-th text's pre-scan hints (checked by
+    identity; a text that is not the expected one is redacted in full). Texts of
+    256+ characters are redacted once per session (Claude Code repeats file
+    contents); secret values found anywhere are collected in ``found``.
+    """
+
+    def __init__(self, redactor: Redactor, texts: list[str]) -> None:
+        self.redactor = redactor
+        self.texts = texts
+        self.hints = redactor.session_hints(texts)
+        # without hints, the anchors present in the session narrow each text's checks
+        self.anchors = redactor.anchors_in("\0".join(texts)) if self.hints is None else None
+        self.calls = 0
+        self.counts: Counter[str] = Counter()
+        self.found: dict[str, str] = {}
+        self.memo: dict[str, tuple[str, Counter[str]]] = {}
+
+    def fix(self, text: str) -> str:
+        index = self.calls
+        self.calls += 1
+        if len(text) < 256:
+            new, n = self._redact(text, index)
+        else:
+            done = self.memo.get(text)
+            if done is None:
+                done = self.memo[text] = self._redact(text, index)
+            new, n = done
+        if n:
+            self.counts.update(n)
+        return new
+
+    def hide(self, value: str) -> str:
+        new = self.fix(value)
+        if new != value:  # a rule already typed it (e.g. a GitHub token under "token")
+            return new
+        self.counts["keyed_secret"] += 1
+        if len(value) >= 8:
+            self.found.setdefault(value, "keyed_secret")
+        return secret_placeholder("keyed_secret")
+
+    def _redact(self, text: str, index: int) -> tuple[str, Counter[str]]:
+        if self.hints is not None and index < len(self.texts) and self.texts[index] is text:
+            hints = self.hints[index]
+            if hints is None:
+                return text, _NO_COUNTS
+            return self.redactor.redact_hinted(text, self.found, hints)
+        return self.redactor.redact(text, self.found, anchors=self.anchors)
 
 
 def _session_texts(session: Session) -> list[str]:
