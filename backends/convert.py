@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
+from backends.chat import TEMPLATE_RECORD
 from mlx_rsi import atomic
 from mlx_rsi.errors import ModelError, UsageError
 
@@ -81,6 +82,9 @@ def convert_adapter(src: Path, dst: Path, *, to: str, base_model_dir: Path) -> P
             write_peft(tmp, adapter, base_model_dir)
         else:
             write_mlx(tmp, adapter, base)
+        record = src / TEMPLATE_RECORD  # the chat template training used, if recorded
+        if record.is_file():
+            (tmp / TEMPLATE_RECORD).write_bytes(record.read_bytes())
     return dst
 
 

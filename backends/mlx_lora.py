@@ -92,7 +92,8 @@ class MlxBackend:
         """Merge the adapter (dequantizing a QLoRA base) and save an HF-layout model."""
         from mlx_lm.utils import dequantize_model, save_config, save_model
 
-        loaded, _ = mlx_model.load_with_adapter(model_dir, adapter_dir)
+        loaded, config = mlx_model.load_with_adapter(model_dir, adapter_dir)
+        _carry_trained_template(loaded.hf_tokenizer, Path(adapter_dir), config)
         model = loaded.model
         fused = [
             (n, m.fuse(dequantize=True)) for n, m in model.named_modules() if hasattr(m, "fuse")
@@ -101,19 +102,36 @@ class MlxBackend:
             model.update_modules(tree_unflatten(fused))
         model = dequantize_model(model)
         mx.eval(model.parameters())
-        config = dict(loaded.config)
+        model_config = dict(loaded.config)
         for key in ("quantization", "quantization_config"):
-            config.pop(key, None)
+            model_config.pop(key, None)
         out_dir = Path(out_dir)
         with atomic.staged_dir(out_dir) as tmp:
             save_model(tmp, model)
-            save_config(config, config_path=tmp / "config.json")
+            save_config(model_config, config_path=tmp / "config.json")
             loaded.tokenizer.save_pretrained(str(tmp))
             for name in HF_SIDE_FILES:
                 source = Path(model_dir) / name
                 if source.is_file():
                     (tmp / name).write_bytes(source.read_bytes())
         return out_dir
+
+
+def _carry_trained_template(
+    tokenizer: Any, adapter_dir: Path, config: dict[str, Any] | None
+) -> None:
+    """Give a fused model the fallback template its adapter was trained with.
+
+    Serving, GGUF export and ``template: auto`` then format chats as in training
+    (the base of a template-less model, e.g. the Gemma base, has none).
+    """
+    from backends import chat
+
+    trained = chat.read_template_record(adapter_dir) or _setting(config, "trained_template", None)
+    if trained is None and not chat.has_chat_template(tokenizer):
+        trained = _setting(config, "fallback_template", DEFAULT_FALLBACK)
+    if trained not in (None, "native"):
+        tokenizer.chat_template = chat.fallback_chat_template(tokenizer, str(trained))
 
 
 def _setting(config: dict[str, Any] | None, key: str, default: Any) -> Any:

@@ -147,8 +147,11 @@ def layer_count(model: nn.Module, num_layers: int | None) -> int:
     return num_layers
 
 
-def adapter_config(spec: TrainSpec, model: nn.Module, group_size: int | None) -> dict[str, Any]:
+def adapter_config(spec: TrainSpec, loaded: Loaded, group_size: int | None) -> dict[str, Any]:
     """The adapter_config.json for ``spec``: mlx-lm's keys plus ours."""
+    from backends.chat import resolve_template
+
+    model = loaded.model
     num_layers = layer_count(model, spec.num_layers)
     return {
         "fine_tune_type": "dora" if spec.use_dora else "lora",
@@ -165,6 +168,10 @@ def adapter_config(spec: TrainSpec, model: nn.Module, group_size: int | None) ->
         "quantize_group_size": group_size,
         "template": spec.template,
         "fallback_template": spec.fallback_template,
+        # What training rendered chats with: "native" or a fallback's name.
+        "trained_template": resolve_template(
+            loaded.hf_tokenizer, spec.template, spec.fallback_template
+        ),
         "cutoff_len": spec.cutoff_len,
         "train_on": spec.train_on,
         "base_model": str(spec.model_dir),
@@ -203,9 +210,13 @@ def load_tensors(path: Path) -> dict[str, mx.array]:
 
 
 def write_adapter_files(folder: Path, model: nn.Module, config: dict[str, Any]) -> None:
-    """Write weights + config into an existing (staging) folder."""
+    """Write weights, config and the template record into an existing (staging) folder."""
+    from backends.chat import write_template_record
+
     mx.save_safetensors(str(folder / ADAPTER_WEIGHTS), adapter_weights(model))
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if config.get("trained_template"):
+        write_template_record(folder, str(config["trained_template"]))
 
 
 def save_adapter(dst: Path, model: nn.Module, config: dict[str, Any]) -> Path:

@@ -292,7 +292,7 @@ def prepare(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     loaded, group_size = mlx_model.load_base(
         spec.model_dir, quantize_bits=spec.quantize_bits, precision=spec.precision
     )
-    config = mlx_model.adapter_config(spec, loaded.model, group_size)
+    config = mlx_model.adapter_config(spec, loaded, group_size)
     mlx_model.add_adapter_layers(loaded.model, config)
     train, skipped = _encode(spec, loaded, train_path)
     if not train:

@@ -93,6 +93,9 @@ def test_mlx_trained_adapter_gives_the_same_logits_under_peft(
     peft_dir = convert.convert_adapter(
         result.adapter_dir, tmp_path / "peft", to="peft", base_model_dir=tiny_llama_dir
     )
+    assert (peft_dir / "chat_template_used.json").read_text() == (
+        result.adapter_dir / "chat_template_used.json"
+    ).read_text()
     config = json.loads((peft_dir / "adapter_config.json").read_text())
     assert config["layers_to_transform"] == [1] and config["use_dora"] is dora
 

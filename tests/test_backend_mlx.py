@@ -369,6 +369,16 @@ def test_a_tokenizer_without_chat_template_uses_the_fallback(
     texts = BACKEND.generate(model_dir, result.adapter_dir, [[THREE_TURNS[1]]], max_tokens=6)
     assert len(texts) == 1 and "### Instruction:" not in texts[0]
 
+    # The fused model carries the template it was trained with.
+    assert chat.read_template_record(result.adapter_dir) == "alpaca"
+    fused = BACKEND.fuse(model_dir, result.adapter_dir, tmp_path / "fused")
+    fused_tokenizer = chat.load_tokenizer(fused)
+    assert not chat.has_chat_template(tokenizer) and chat.has_chat_template(fused_tokenizer)
+    for row in chat.read_jsonl(dataset / "train.jsonl"):
+        assert chat.encode_chat(fused_tokenizer, row["messages"]) == chat.encode_chat(
+            tokenizer, row["messages"]
+        )
+
 
 def test_qlora_quantizes_the_frozen_base_and_learns(
     tiny_llama_dir: Path,  # noqa: F811
