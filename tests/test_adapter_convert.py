@@ -14,7 +14,6 @@ pytest.importorskip("peft")
 
 import mlx.core as mx
 import torch
-from fixtures_models import tiny_llama_dir  # noqa: F401
 
 from backends import convert, mlx_model
 from backends.base import TrainSpec
@@ -80,7 +79,7 @@ def _peft_adapter(model_dir: Path, out: Path, **config: Any) -> Path:
 
 @pytest.mark.parametrize("dora", [False, True], ids=["lora", "dora"])
 def test_mlx_trained_adapter_gives_the_same_logits_under_peft(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
     dora: bool,
@@ -123,7 +122,7 @@ def test_mlx_trained_adapter_gives_the_same_logits_under_peft(
     ids=["sparse-layers", "rslora-all-linear", "dora"],
 )
 def test_peft_adapter_gives_the_same_logits_under_mlx(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     tmp_path: Path,
     config: dict[str, Any],
 ) -> None:
@@ -141,7 +140,7 @@ def test_peft_adapter_gives_the_same_logits_under_mlx(
 
 
 def test_unsupported_or_mismatched_adapters_are_refused(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     tmp_path: Path,
 ) -> None:
     peft_dir = _peft_adapter(

@@ -13,12 +13,6 @@ pytest.importorskip("mlx.core")
 pytest.importorskip("mlx_lm")
 
 import mlx.core as mx
-from fixtures_models import (  # noqa: F401
-    tiny_gemma_dir,
-    tiny_llama_dir,
-    tiny_llama_nochat_dir,
-    tiny_qwen2_dir,
-)
 
 from backends import chat, mlx_checkpoint, mlx_data, mlx_model, mlx_train
 from backends.base import TrainEvent, TrainSpec
@@ -115,7 +109,7 @@ def _adapter(folder: Path) -> dict[str, np.ndarray]:
 
 
 def test_training_lowers_the_loss_and_writes_the_run_folder(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -150,7 +144,7 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(
 
 
 def test_the_adapter_loads_in_mlx_lm(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -166,7 +160,7 @@ def test_the_adapter_loads_in_mlx_lm(
 
 
 def test_every_assistant_turn_and_only_it_carries_loss(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
 ) -> None:
     tokenizer = chat.load_tokenizer(tiny_llama_dir)
     encoded = chat.encode_chat(tokenizer, THREE_TURNS)
@@ -207,7 +201,7 @@ def test_every_assistant_turn_and_only_it_carries_loss(
 
 
 def test_interrupted_run_resumes_exactly(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -244,7 +238,7 @@ def test_interrupted_run_resumes_exactly(
 
 
 def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -264,7 +258,7 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(
 
 
 def test_resume_without_a_checkpoint_says_so(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -273,7 +267,7 @@ def test_resume_without_a_checkpoint_says_so(
 
 
 def test_early_stopping_keeps_the_best_checkpoint(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
@@ -319,7 +313,7 @@ def _hf_logits(model_dir: Path, ids: list[int]) -> np.ndarray:
     "variant", [{}, {"use_dora": True}, {"quantize_bits": 4}], ids=["lora", "dora", "qlora"]
 )
 def test_fused_model_matches_base_plus_adapter_in_transformers(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
     variant: dict[str, Any],
@@ -355,7 +349,7 @@ def test_other_architectures_train_and_fuse(
 
 
 def test_a_tokenizer_without_chat_template_uses_the_fallback(
-    tiny_llama_nochat_dir: Path,  # noqa: F811
+    tiny_llama_nochat_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -381,7 +375,7 @@ def test_a_tokenizer_without_chat_template_uses_the_fallback(
 
 
 def test_qlora_quantizes_the_frozen_base_and_learns(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -401,7 +395,7 @@ def test_qlora_quantizes_the_frozen_base_and_learns(
 
 
 def test_target_modules_and_layers_pick_the_lora_keys(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -428,7 +422,7 @@ def test_target_modules_and_layers_pick_the_lora_keys(
 
 
 def test_gradient_checkpointing_gives_the_same_steps(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
@@ -474,7 +468,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_ranks_under_mlx_launch_match_one_process(
-    tiny_llama_dir: Path,  # noqa: F811
+    tiny_llama_dir: Path,
     dataset: Path,
     tmp_path: Path,
 ) -> None:
