@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlx_rsi.errors import ConfigError
 
@@ -802,40 +802,39 @@ def _other_stages(text: str, emails: bool, usernames: Sequence[str]) -> bool:
     return (emails and "@" in text) or any(name in text for name in usernames)
 
 
-class _Finder(Protocol):
-    def find_matches_as_indexes(
-        self, haystack: str, overlapping: bool = False
-    ) -> list[tuple[int, int, int]]: ...
+_Hits = list[tuple[int, int, int]]  # (pattern index, start, end)
 
 
-class _FindEach:
-    """Every occurrence of each pattern, one ``str.find`` pass per pattern.
+def _multi_finder(patterns: Sequence[str]) -> Callable[[str], _Hits]:
+    """Every occurrence of every pattern in a text, overlapping ones included.
 
-    The fallback when ``ahocorasick_rs`` (one pass for all patterns) is missing.
+    One Aho-Corasick pass with ``ahocorasick_rs`` (on bytes when the text is ASCII,
+    where byte and character offsets agree; faster), else one ``str.find`` pass
+    per pattern.
     """
-
-    def __init__(self, patterns: Sequence[str]) -> None:
-        self.patterns = list(patterns)
-
-    def find_matches_as_indexes(
-        self, haystack: str, overlapping: bool = True
-    ) -> list[tuple[int, int, int]]:
-        out = []
-        for index, pattern in enumerate(self.patterns):
-            position = haystack.find(pattern)
-            while position != -1:
-                out.append((index, position, position + len(pattern)))
-                position = haystack.find(pattern, position + 1)
-        return out
-
-
-def _multi_finder(patterns: Sequence[str]) -> _Finder:
     try:
         import ahocorasick_rs
     except ImportError:
-        return _FindEach(patterns)
-    finder: _Finder = ahocorasick_rs.AhoCorasick(list(patterns))
-    return finder
+        return functools.partial(_find_each, list(patterns))
+    on_text = ahocorasick_rs.AhoCorasick(list(patterns))
+    on_bytes = ahocorasick_rs.BytesAhoCorasick([p.encode() for p in patterns])
+
+    def find(text: str) -> _Hits:
+        if text.isascii():
+            return on_bytes.find_matches_as_indexes(text.encode("ascii"), overlapping=True)
+        return on_text.find_matches_as_indexes(text, overlapping=True)
+
+    return find
+
+
+def _find_each(patterns: list[str], text: str) -> _Hits:
+    hits = []
+    for index, pattern in enumerate(patterns):
+        position = text.find(pattern)
+        while position != -1:
+            hits.append((index, position, position + len(pattern)))
+            position = text.find(pattern, position + 1)
+    return hits
 
 
 class _SessionScan:
@@ -843,28 +842,29 @@ class _SessionScan:
 
     The session's texts are joined with newlines and lower-cased; one Aho-Corasick
     search finds every secret keyword, every lower-cased rule anchor and every home
-    marker, and each hit is mapped back to its text. A lower-cased anchor hit is
-    then confirmed with the exact (case-sensitive) anchor in that text only. Base64
-    runs are found by sampling: a run of ``n`` base64 characters covers a whole
-    piece of ``n // 2`` starting at a multiple of ``n // 2``, so only those pieces
-    are tested. All of these are necessary conditions: a text without them cannot
-    change in the stage they gate, and a text with them runs that stage as before.
+    marker, and each hit is mapped back to its text. A keyword counts only where
+    an assignment starts (``_ASSIGNMENT`` within the line, the test candidate lines
+    must pass); a lower-cased anchor hit is confirmed with the exact anchor in that
+    text. Base64 runs are found by sampling: a run of ``n`` base64 characters covers
+    a whole piece of ``n // 2`` starting at a multiple of ``n // 2``, so only those
+    pieces are tested. All of these are necessary conditions: a text without them
+    cannot change in the stage they gate, and a text with them runs that stage.
     """
 
     def __init__(self, anchors: Sequence[_Check], base64_min_chars: int) -> None:
         by_pattern: dict[str, list[_Check]] = {p: [] for p in (*_KEYWORDS, *_HOME_MARKERS)}
-        self.always: list[_Check] = []  # "re:" or empty anchors: checked per text
+        self.always: list[_Check] = []  # "re:" or empty anchors: checked on every text
         for check in anchors:
             anchor, gate, _ = check
             if gate is not None or not anchor:
                 self.always.append(check)
             else:
                 by_pattern.setdefault(anchor.lower(), []).append(check)
-        self.patterns = list(by_pattern)
-        self.roles = [
-            (p in _KEYWORDS, p in _HOME_MARKERS, tuple(checks)) for p, checks in by_pattern.items()
-        ]
-        self.finder = _multi_finder(self.patterns)
+        patterns = list(by_pattern)
+        self.keyword = [p in _KEYWORDS for p in patterns]
+        self.home = [p in _HOME_MARKERS for p in patterns]
+        self.checks = [tuple(by_pattern[p]) for p in patterns]
+        self.find = _multi_finder(patterns)
         self.half = max(1, base64_min_chars // 2)
         self.piece = re.compile(f"[A-Za-z0-9+/]{{{self.half}}}")
 
@@ -878,34 +878,37 @@ class _SessionScan:
         offsets = [0]
         for text in texts:
             offsets.append(offsets[-1] + len(text) + 1)
+        hits = self.find(low)
+        keyword, home, checks, match = self.keyword, self.home, self.checks, _ASSIGNMENT_AT.match
         assignments: dict[int, list[int]] = {}
+        for start in [s for p, s, _ in hits if keyword[p] and match(low, s) is not None]:
+            index = bisect_right(offsets, start) - 1
+            assignments.setdefault(index, []).append(start - offsets[index])
         lowered: dict[int, set[int]] = {}
         homes: set[int] = set()
-        for pattern, start, _ in self.finder.find_matches_as_indexes(low, overlapping=True):
-            keyword, home, gated = self.roles[pattern]
-            assigned = keyword and _ASSIGNMENT_AT.match(low, start) is not None
-            if not (assigned or home or gated):
-                continue  # a keyword that starts no assignment: no candidate line here
+        for pattern, start in [(p, s) for p, s, _ in hits if home[p] or checks[p]]:
             index = bisect_right(offsets, start) - 1
-            if assigned:
-                assignments.setdefault(index, []).append(start - offsets[index])
-            if home:
+            if home[pattern]:
                 homes.add(index)
-            if gated:
+            if checks[pattern]:
                 lowered.setdefault(index, set()).add(pattern)
         pieces = map(self.piece.match, repeat(joined), range(0, len(joined), self.half))
         base64 = {bisect_right(offsets, m.start()) - 1 for m in pieces if m is not None}
         busy = set(assignments) | set(lowered) | homes | base64
-        if emails or usernames or self.always:
+        if self.always:
+            busy = set(range(len(texts)))
+        elif emails or usernames:
             busy.update(i for i, text in enumerate(texts) if _other_stages(text, emails, usernames))
         out: list[_Hints | None] = [None] * len(texts)
         for index in busy:
             text = texts[index]
-            checks = [c for p in lowered.get(index, ()) for c in self.roles[p][2] if c[0] in text]
-            checks.extend(c for c in self.always if _present(c, text))
-            out[index] = _Hints(
-                tuple(checks), tuple(assignments.get(index, ())), index in base64, index in homes
+            present = [c for p in lowered.get(index, ()) for c in checks[p] if c[0] in text]
+            present.extend(c for c in self.always if _present(c, text))
+            hints = _Hints(
+                tuple(present), tuple(assignments.get(index, ())), index in base64, index in homes
             )
+            if any(hints) or _other_stages(text, emails, usernames):
+                out[index] = hints
         return out
 
 
