@@ -995,8 +995,9 @@ def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
     redaction = _SessionRedaction(redactor_for(cfg), _session_texts(session))
     _walk_session(session, redaction.fix, redaction.hide)
     found, counts = redaction.found, redaction.counts
-    if found:
-        values = sorted(found, key=len, reverse=True)
+    values = sorted(found, key=len, reverse=True)
+    stored = "\0".join(redaction.outputs)
+    if any(value in stored for value in values):  # else the second walk changes nothing
 
         def known(text: str) -> str:
             return _replace_values(text, values, found, counts)
@@ -1028,6 +1029,7 @@ class _SessionRedaction:
         self.counts: Counter[str] = Counter()
         self.found: dict[str, str] = {}
         self.memo: dict[str, tuple[str, Counter[str]]] = {}
+        self.outputs: list[str] = []  # every string the walk stores (and a few more)
 
     def fix(self, text: str) -> str:
         index = self.calls
@@ -1041,6 +1043,7 @@ class _SessionRedaction:
             new, n = done
         if n:
             self.counts.update(n)
+        self.outputs.append(new)
         return new
 
     def hide(self, value: str) -> str:
@@ -1050,7 +1053,9 @@ class _SessionRedaction:
         self.counts["keyed_secret"] += 1
         if len(value) >= 8:
             self.found.setdefault(value, "keyed_secret")
-        return secret_placeholder("keyed_secret")
+        placeholder = secret_placeholder("keyed_secret")
+        self.outputs.append(placeholder)
+        return placeholder
 
     def _redact(self, text: str, index: int) -> tuple[str, Counter[str]]:
         if self.hints is not None and index < len(self.texts) and self.texts[index] is text:
@@ -1062,17 +1067,38 @@ class _SessionRedaction:
 
 
 def _session_texts(session: Session) -> list[str]:
+    """Every string :func:`_walk_session` passes to ``fix`` or ``hide``, in its order."""
     texts: list[str] = []
-
-    def keep(text: str) -> str:
-        texts.append(text)
-        return text
-
-    _walk_session(session, keep, keep)
+    for attribute in ("project", "title"):
+        value = getattr(session, attribute)
+        if isinstance(value, str):
+            texts.append(value)
+    _strings(session.metadata, texts)
+    for message in session.messages:
+        texts.append(message.text)
+        if message.reasoning:
+            texts.append(message.reasoning)
+        for call in message.tool_calls:
+            _strings(call.arguments, texts)
+        texts.extend(signal.detail for signal in message.signals)
+        _strings(message.metadata, texts)
     return texts
 
 
+def _strings(value: Any, out: list[str]) -> None:
+    """The strings in a JSON value, in the order :func:`redact_value` visits them."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _strings(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            _strings(item, out)
+
+
 def _walk_session(session: Session, fix: Callable[[str], str], hide: Callable[[str], str]) -> None:
+    # visits strings in the order _session_texts lists them (keep the two in step)
     for attribute in ("project", "title"):
         value = getattr(session, attribute)
         if isinstance(value, str):
