@@ -1029,7 +1029,7 @@ class _SessionRedaction:
         self.counts: Counter[str] = Counter()
         self.found: dict[str, str] = {}
         self.memo: dict[str, tuple[str, Counter[str]]] = {}
-        self.outputs: list[str] = []  # every string the walk stores (and a few more)
+        self.outputs: list[str] = []  # every string the walk stores
 
     def fix(self, text: str) -> str:
         index = self.calls
@@ -1054,7 +1054,7 @@ class _SessionRedaction:
         if len(value) >= 8:
             self.found.setdefault(value, "keyed_secret")
         placeholder = secret_placeholder("keyed_secret")
-        self.outputs.append(placeholder)
+        self.outputs[-1] = placeholder  # stored instead of what fix returned
         return placeholder
 
     def _redact(self, text: str, index: int) -> tuple[str, Counter[str]]:
