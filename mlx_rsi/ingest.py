@@ -205,11 +205,16 @@ def _wanted(name: str, target: _Target) -> bool:
     return _matches(name, target.include) and not _matches(name, target.exclude)
 
 
-def _walk(target: _Target, skip: Callable[[str, str], None]) -> Iterator[Path]:
-    """Files under a target (or the target itself), following links without looping."""
+def _walk(target: _Target, skip: Callable[[str, str], None]) -> Iterator[tuple[Path, Path | None]]:
+    """Files under a target (or the target itself), following links without looping.
+
+    Each comes with its real path when that is known without asking the OS: a file
+    that is not a link, in a folder whose real path is known (one lookup per folder
+    instead of one per path component of every file); else None.
+    """
     root = target.path
     if not root.is_dir():
-        yield root
+        yield root, None
         return
     stack = [(root, frozenset[tuple[int, int]]())]
     while stack:
@@ -217,6 +222,7 @@ def _walk(target: _Target, skip: Callable[[str, str], None]) -> Iterator[Path]:
         try:
             st = folder.stat()
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            real = Path(os.path.realpath(folder, strict=True))
         except OSError as e:
             skip(str(folder), _os_reason(e))
             continue
@@ -231,7 +237,7 @@ def _walk(target: _Target, skip: Callable[[str, str], None]) -> Iterator[Path]:
             if kind == "dir" and not _matches(entry.name, target.exclude):
                 subfolders.append((Path(entry.path), inside))
             elif kind == "file" and _wanted(entry.name, target):
-                yield Path(entry.path)
+                yield Path(entry.path), None if entry.is_symlink() else real / entry.name
         stack.extend(reversed(subfolders))
 
 
@@ -643,9 +649,9 @@ def _collect(targets: list[_Target], result: IngestResult) -> list[tuple[Path, s
         if not os.path.lexists(target.path):
             result.missing.append(str(target.path))
             continue
-        for path in _walk(target, skip):
+        for path, known in _walk(target, skip):
             try:
-                real = path.resolve(strict=True)
+                real = known or path.resolve(strict=True)
             except (OSError, RuntimeError) as e:
                 reason = _os_reason(e) if isinstance(e, OSError) else "symlink_loop"
                 skip(str(path), reason)
