@@ -797,11 +797,6 @@ class _Hints(NamedTuple):
     homes: bool  # holds a home-path marker
 
 
-def _other_stages(text: str, emails: bool, usernames: Sequence[str]) -> bool:
-    """The text holds "@" (emails on) or a user name: the last stages have work."""
-    return (emails and "@" in text) or any(name in text for name in usernames)
-
-
 _Hits = list[tuple[int, int, int]]  # (pattern index, start, end)
 
 
@@ -892,13 +887,16 @@ class _SessionScan:
                 homes.add(index)
             if checks[pattern]:
                 lowered.setdefault(index, set()).add(pattern)
-        pieces = map(self.piece.match, repeat(joined), range(0, len(joined), self.half))
-        base64 = {bisect_right(offsets, m.start()) - 1 for m in pieces if m is not None}
-        busy = set(assignments) | set(lowered) | homes | base64
+        pieces = filter(
+            None, map(self.piece.match, repeat(joined), range(0, len(joined), self.half))
+        )
+        base64 = {bisect_right(offsets, m.start()) - 1 for m in pieces}
+        other = _texts_holding(joined, offsets, ("@",) if emails else ()) | _texts_holding(
+            joined, offsets, usernames
+        )
+        busy = set(assignments) | set(lowered) | homes | base64 | other
         if self.always:
             busy = set(range(len(texts)))
-        elif emails or usernames:
-            busy.update(i for i, text in enumerate(texts) if _other_stages(text, emails, usernames))
         out: list[_Hints | None] = [None] * len(texts)
         for index in busy:
             text = texts[index]
@@ -907,9 +905,28 @@ class _SessionScan:
             hints = _Hints(
                 tuple(present), tuple(assignments.get(index, ())), index in base64, index in homes
             )
-            if any(hints) or _other_stages(text, emails, usernames):
+            if any(hints) or index in other:
                 out[index] = hints
         return out
+
+
+def _texts_holding(joined: str, offsets: list[int], needles: Sequence[str]) -> set[int]:
+    """Indexes of the texts (joined with newlines, starting at ``offsets``) holding a needle."""
+    out: set[int] = set()
+    for needle in needles:
+        if not needle or "\n" in needle:  # in every text, or may span two: ask each text
+            out.update(i for i in range(len(offsets) - 1) if needle in _text_at(joined, offsets, i))
+            continue
+        position = joined.find(needle)
+        while position != -1:
+            index = bisect_right(offsets, position) - 1
+            out.add(index)
+            position = joined.find(needle, offsets[index + 1])
+    return out
+
+
+def _text_at(joined: str, offsets: list[int], index: int) -> str:
+    return joined[offsets[index] : offsets[index + 1] - 1]
 
 
 # --------------------------------------------------------------------------- config → redactor
@@ -1006,9 +1023,6 @@ def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
     return counts
 
 
-_NO_COUNTS: Counter[str] = Counter()  # shared "nothing replaced"; never mutated
-
-
 class _SessionRedaction:
     """The ``fix`` / ``hide`` callbacks of one walk over a session.
 
@@ -1033,18 +1047,26 @@ class _SessionRedaction:
 
     def fix(self, text: str) -> str:
         index = self.calls
-        self.calls += 1
-        if len(text) < 256:
-            new, n = self._redact(text, index)
+        self.calls = index + 1
+        hints: _Hints | bool | None = False  # False: no pre-scan hints for this text
+        if self.hints is not None and index < len(self.texts) and self.texts[index] is text:
+            hints = self.hints[index]
+        if hints is None:
+            new = text  # the pre-scan found nothing any stage could change
+        elif len(text) < 256:
+            new = self._counted(self._redact(text, hints))
         else:
             done = self.memo.get(text)
             if done is None:
-                done = self.memo[text] = self._redact(text, index)
-            new, n = done
-        if n:
-            self.counts.update(n)
+                done = self.memo[text] = self._redact(text, hints)
+            new = self._counted(done)
         self.outputs.append(new)
         return new
+
+    def _counted(self, result: tuple[str, Counter[str]]) -> str:
+        if result[1]:
+            self.counts.update(result[1])
+        return result[0]
 
     def hide(self, value: str) -> str:
         new = self.fix(value)
@@ -1057,11 +1079,8 @@ class _SessionRedaction:
         self.outputs[-1] = placeholder  # stored instead of what fix returned
         return placeholder
 
-    def _redact(self, text: str, index: int) -> tuple[str, Counter[str]]:
-        if self.hints is not None and index < len(self.texts) and self.texts[index] is text:
-            hints = self.hints[index]
-            if hints is None:
-                return text, _NO_COUNTS
+    def _redact(self, text: str, hints: _Hints | bool) -> tuple[str, Counter[str]]:
+        if isinstance(hints, _Hints):
             return self.redactor.redact_hinted(text, self.found, hints)
         return self.redactor.redact(text, self.found, anchors=self.anchors)
 
