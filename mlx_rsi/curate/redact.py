@@ -33,7 +33,8 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import accumulate, count, repeat
+from operator import add
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlx_rsi.errors import ConfigError
@@ -870,9 +871,38 @@ class _SessionScan:
         low = joined.lower()
         if len(low) != len(joined):
             return None  # lower-casing moved positions ("İ" → "i̇"): scan text by text
-        offsets = [0]
-        for text in texts:
-            offsets.append(offsets[-1] + len(text) + 1)
+        # text i starts at offsets[i]: the lengths before it, plus one newline each
+        offsets = list(map(add, accumulate(map(len, texts), initial=0), count()))
+        assignments, lowered, homes = self._literals(low, offsets)
+        samples = range(0, len(joined), self.half)
+        pieces = filter(None, map(self.piece.match, repeat(joined), samples))
+        base64 = {bisect_right(offsets, m.start()) - 1 for m in pieces}
+        other = _texts_holding(joined, offsets, [*(["@"] if emails else []), *usernames])
+        out: list[_Hints | None] = [None] * len(texts)
+        if self.always:
+            busy = set(range(len(texts)))
+        else:
+            for index in other:
+                out[index] = _LAST_STAGES_ONLY
+            for index in homes:
+                out[index] = _HOMES_ONLY
+            busy = set(assignments) | set(lowered) | base64
+        for index in busy:
+            text = texts[index]
+            present = [c for p in lowered.get(index, ()) for c in self.checks[p] if c[0] in text]
+            if self.always:
+                present.extend(c for c in self.always if _present(c, text))
+            hints = _Hints(
+                tuple(present), tuple(assignments.get(index, ())), index in base64, index in homes
+            )
+            if any(hints) or index in other:
+                out[index] = hints
+        return out
+
+    def _literals(
+        self, low: str, offsets: list[int]
+    ) -> tuple[dict[int, list[int]], dict[int, set[int]], set[int]]:
+        """Per text: where assignments start, lower-cased anchors present, home markers."""
         hits = self.find(low)
         keyword, home, checks, match = self.keyword, self.home, self.checks, _ASSIGNMENT_AT.match
         assignments: dict[int, list[int]] = {}
@@ -887,27 +917,11 @@ class _SessionScan:
                 homes.add(index)
             if checks[pattern]:
                 lowered.setdefault(index, set()).add(pattern)
-        pieces = filter(
-            None, map(self.piece.match, repeat(joined), range(0, len(joined), self.half))
-        )
-        base64 = {bisect_right(offsets, m.start()) - 1 for m in pieces}
-        other = _texts_holding(joined, offsets, ("@",) if emails else ()) | _texts_holding(
-            joined, offsets, usernames
-        )
-        busy = set(assignments) | set(lowered) | homes | base64 | other
-        if self.always:
-            busy = set(range(len(texts)))
-        out: list[_Hints | None] = [None] * len(texts)
-        for index in busy:
-            text = texts[index]
-            present = [c for p in lowered.get(index, ()) for c in checks[p] if c[0] in text]
-            present.extend(c for c in self.always if _present(c, text))
-            hints = _Hints(
-                tuple(present), tuple(assignments.get(index, ())), index in base64, index in homes
-            )
-            if any(hints) or index in other:
-                out[index] = hints
-        return out
+        return assignments, lowered, homes
+
+
+_HOMES_ONLY = _Hints((), (), base64=False, homes=True)
+_LAST_STAGES_ONLY = _Hints((), (), base64=False, homes=False)  # "@" or a user name
 
 
 def _texts_holding(joined: str, offsets: list[int], needles: Sequence[str]) -> set[int]:
