@@ -22,6 +22,7 @@ from mlx_rsi.errors import MlxRsiError
 
 # command name -> "module:function"; each module lives in mlx_rsi/commands/.
 COMMANDS: dict[str, str] = {
+    "adapter": "mlx_rsi.commands.adapter:adapter",
     "init": "mlx_rsi.commands.init:init",
     "status": "mlx_rsi.commands.status:status",
     "doctor": "mlx_rsi.commands.doctor:doctor",

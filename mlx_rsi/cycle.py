@@ -61,6 +61,7 @@ def run_cycle(
     conn = ws.store()
     try:
         cycle_id = uuid.uuid4().hex[:12]
+        get_backend(cfg.train.backend)  # an unavailable backend fails before any work
         model_dir = resolve_base_model(cfg.base_model, ws.root)
         plan = _resume_plan(conn, report, fresh)
         if plan is None:

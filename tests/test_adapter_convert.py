@@ -161,3 +161,33 @@ def test_unsupported_or_mismatched_adapters_are_refused(
     with pytest.raises(ModelError, match="does not fit the base model"):
         convert.convert_adapter(plain, tmp_path / "z", to="mlx", base_model_dir=tiny_llama_dir)
     assert not (tmp_path / "z").exists()
+
+
+def test_cli_converts_a_peft_adapter_for_mlx(cli, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    src = _peft_adapter(tiny_llama_dir, tmp_path / "peft", target_modules="all-linear")
+    dst = tmp_path / "mlx"
+    result = cli(
+        "adapter", "convert", str(src), str(dst), "--to", "mlx", "--base", str(tiny_llama_dir)
+    )
+    assert result.exit_code == 0, result.output
+    assert f"adapter converted to mlx: {dst}" in result.output
+    np.testing.assert_allclose(
+        _mlx_logits(tiny_llama_dir, dst), _peft_logits(tiny_llama_dir, src), atol=2e-4
+    )
+    # An existing destination is kept unless --force.
+    again = cli(
+        "adapter", "convert", str(src), str(dst), "--to", "mlx", "--base", str(tiny_llama_dir)
+    )
+    assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_cli_rejects_a_folder_without_an_adapter(cli, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _out, err = cli.main(
+        "adapter", "convert", str(empty), str(tmp_path / "x"), "--to", "peft",
+        "--base", str(tiny_llama_dir),
+    )  # fmt: skip
+    assert code == 1
+    assert "holds neither adapters.safetensors (MLX) nor adapter_model.safetensors (PEFT)" in err
+    assert "Traceback" not in err and not (tmp_path / "x").exists()
