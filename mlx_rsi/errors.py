@@ -21,6 +21,9 @@ class MlxRsiError(Exception):
     def one_line(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __str__(self) -> str:
+        return self.one_line()
+
 
 class UsageError(MlxRsiError):
     """Bad flags or bad config: exit 2 like click's own usage errors."""
