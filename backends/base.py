@@ -13,7 +13,7 @@ import importlib.util
 import platform
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -62,6 +62,27 @@ class TrainSpec:
         per_step = self.batch_size * self.grad_accum
         steps_per_epoch = max(1, -(-num_train_examples // per_step))
         return max(1, round(steps_per_epoch * (self.epochs or 1.0)))
+
+
+def spec_to_dict(spec: TrainSpec) -> dict[str, Any]:
+    """A TrainSpec as plain JSON values (for launch files and run records)."""
+    record = asdict(spec)
+    record["model_dir"] = str(spec.model_dir)
+    record["target_modules"] = list(spec.target_modules)
+    return record
+
+
+def spec_from_dict(raw: dict[str, Any], where: str = "TrainSpec") -> TrainSpec:
+    """The inverse of :func:`spec_to_dict`; unknown fields are an error naming ``where``."""
+    known = {f.name for f in fields(TrainSpec)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise UsageError(f"{where}: unknown TrainSpec field(s) {', '.join(unknown)}")
+    values = dict(raw)
+    values["model_dir"] = Path(values["model_dir"])
+    if "target_modules" in values:
+        values["target_modules"] = tuple(values["target_modules"])
+    return TrainSpec(**values)
 
 
 @dataclass

@@ -18,35 +18,23 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from backends.base import TrainEvent, TrainSpec
+from backends.base import TrainEvent, TrainSpec, spec_from_dict, spec_to_dict
 from mlx_rsi import atomic
-from mlx_rsi.errors import MlxRsiError, UsageError
+from mlx_rsi.errors import MlxRsiError
 
 log = logging.getLogger("backends.mlx_launch")
 
 
 def read_spec(path: Path) -> TrainSpec:
     """A TrainSpec from a JSON object of its fields (unknown keys are an error)."""
-    raw: dict[str, Any] = json.loads(Path(path).read_text())
-    known = {f.name for f in fields(TrainSpec)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UsageError(f"{path}: unknown TrainSpec field(s) {', '.join(unknown)}")
-    raw["model_dir"] = Path(raw["model_dir"])
-    if "target_modules" in raw:
-        raw["target_modules"] = tuple(raw["target_modules"])
-    return TrainSpec(**raw)
+    return spec_from_dict(json.loads(Path(path).read_text()), where=str(path))
 
 
 def write_spec(spec: TrainSpec, path: Path) -> Path:
-    record = asdict(spec)
-    record["model_dir"] = str(spec.model_dir)
-    record["target_modules"] = list(spec.target_modules)
-    atomic.write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic.write_text(path, json.dumps(spec_to_dict(spec), indent=2) + "\n")
     return path
 
 

@@ -14,32 +14,12 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
-from backends.base import TrainEvent, TrainSpec
+from backends.base import TrainEvent, TrainSpec, spec_from_dict, spec_to_dict
 from mlx_rsi import atomic
-from mlx_rsi.errors import MlxRsiError, UsageError
+from mlx_rsi.errors import MlxRsiError
 
 log = logging.getLogger("backends.peft_run")
-
-
-def spec_to_dict(spec: TrainSpec) -> dict[str, Any]:
-    record = dataclasses.asdict(spec)
-    record["model_dir"] = str(spec.model_dir)
-    record["target_modules"] = list(spec.target_modules)
-    return record
-
-
-def spec_from_dict(raw: dict[str, Any]) -> TrainSpec:
-    known = {f.name for f in dataclasses.fields(TrainSpec)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise UsageError(f"unknown TrainSpec fields: {', '.join(unknown)}")
-    values = dict(raw)
-    values["model_dir"] = Path(values["model_dir"])
-    if "target_modules" in values:
-        values["target_modules"] = tuple(values["target_modules"])
-    return TrainSpec(**values)
 
 
 def write_run_file(path: Path, spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Path:

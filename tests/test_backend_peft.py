@@ -230,7 +230,7 @@ KILLED_RUN = """
 import os, sys, time
 from pathlib import Path
 from backends.peft_lora import PeftBackend
-from backends.peft_run import spec_from_dict
+from backends.base import spec_from_dict
 import json
 
 record = json.loads(Path(sys.argv[1]).read_text())
