@@ -12,13 +12,20 @@ import json
 import shutil
 import sqlite3
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from backends.base import OnEvent, Precision, TrainResult, TrainSpec, get_backend
+from backends.base import (
+    OnEvent,
+    Precision,
+    TrainResult,
+    TrainSpec,
+    get_backend,
+    spec_to_dict,
+)
 from mlx_rsi import atomic
 from mlx_rsi.config import Config, TrainConfig, to_plain
 from mlx_rsi.errors import InterruptedRun, WorkspaceError
@@ -147,7 +154,7 @@ def _record_run(
     out_dir: Path,
     status: str,
 ) -> None:
-    spec_json = json.dumps(asdict(spec), default=str)
+    spec_json = json.dumps(spec_to_dict(spec))
     stamp = now_iso()
     with transaction(conn):
         conn.execute(
