@@ -434,15 +434,24 @@ class Redactor:
     ) -> tuple[str, Counter[str]]:
         """:meth:`redact` for a text whose :class:`_Hints` the session pre-scan gave.
 
-        Same result: a text where an anchored rule or a base64 run may apply goes
-        through :meth:`redact` (those stages change what the later ones see); any
-        other text skips the stages its hints rule out.
+        Same result, skipping the stages the hints rule out: only the anchored rules
+        whose anchor is in the text run, the base64 stage only where a run may be,
+        and while nothing was replaced (nothing counted) the text is the one the
+        pre-scan saw, so its assignment positions stand for the candidate-line search.
         """
-        if hints.checks or hints.base64:
-            return self.redact(text, found, anchors=list(hints.checks))
         counts: Counter[str] = Counter()
-        if hints.assignments:
-            text = self._detect_secrets(text, counts, found, hints.assignments)
+        if not text:
+            return text, counts
+        if hints.checks:
+            rules = self.rules
+            for index in sorted({i for check in hints.checks for i in check[2]}):
+                text = _apply_rule(rules[index], text, counts, found)
+        if hints.base64:
+            text = self._base64_blobs(text, counts)
+        if counts:  # changed: search its candidate lines afresh
+            text = self._detect_secrets(text, counts, found)
+        elif hints.assignments:
+            text = self._detect_secrets(text, counts, found, hints.assignments, hints.low)
         return self._last_stages(text, counts, homes=hints.homes), counts
 
     # ---------------------------------------------------------------- stages
@@ -474,13 +483,15 @@ class Redactor:
         counts: Counter[str],
         found: dict[str, str] | None,
         assignments: Sequence[int] | None = None,
+        low: str | None = None,
     ) -> str:
         """Keyed assignments and detect-secrets' plugins, on candidate lines only.
 
         ``assignments``: where the session pre-scan found ``keyword … =`` in
         ``text.lower()``; only their lines can pass the assignment test below.
+        ``low``: ``text.lower()`` when the caller has it.
         """
-        low = text.lower()
+        low = text.lower() if low is None else low
         if assignments is not None and len(low) == len(text):
             spans = _spans(low, _lines_at(low, assignments))
         else:
@@ -796,6 +807,7 @@ class _Hints(NamedTuple):
     assignments: tuple[int, ...]  # where "keyword … =" starts, in text.lower()
     base64: bool  # may hold a run of base64_min_chars base64 characters
     homes: bool  # holds a home-path marker
+    low: str | None = None  # text.lower(), when the pre-scan has it
 
 
 _Hits = list[tuple[int, int, int]]  # (pattern index, start, end)
@@ -814,10 +826,14 @@ def _multi_finder(patterns: Sequence[str]) -> Callable[[str], _Hits]:
         return functools.partial(_find_each, list(patterns))
     on_text = ahocorasick_rs.AhoCorasick(list(patterns))
     on_bytes = ahocorasick_rs.BytesAhoCorasick([p.encode() for p in patterns])
+    # Non-ASCII characters become "?" (one byte each, so offsets stay character
+    # offsets); patterns of ASCII without "?" match there exactly where they did.
+    replaceable = all(p.isascii() and "?" not in p for p in patterns)
 
     def find(text: str) -> _Hits:
-        if text.isascii():
-            return on_bytes.find_matches_as_indexes(text.encode("ascii"), overlapping=True)
+        if text.isascii() or replaceable:
+            data = text.encode("ascii", "replace")
+            return on_bytes.find_matches_as_indexes(data, overlapping=True)
         return on_text.find_matches_as_indexes(text, overlapping=True)
 
     return find
@@ -873,6 +889,9 @@ class _SessionScan:
             return None  # lower-casing moved positions ("İ" → "i̇"): scan text by text
         # text i starts at offsets[i]: the lengths before it, plus one newline each
         offsets = list(map(add, accumulate(map(len, texts), initial=0), count()))
+        # a slice of low is the text's own lower() unless a capital sigma (whose lower
+        # case depends on the letters around it) sits at a text's edge
+        slices = "\u03a3" not in joined
         assignments, lowered, homes = self._literals(low, offsets)
         samples = range(0, len(joined), self.half)
         pieces = filter(None, map(self.piece.match, repeat(joined), samples))
@@ -892,8 +911,13 @@ class _SessionScan:
             present = [c for p in lowered.get(index, ()) for c in self.checks[p] if c[0] in text]
             if self.always:
                 present.extend(c for c in self.always if _present(c, text))
+            at = assignments.get(index, ())
             hints = _Hints(
-                tuple(present), tuple(assignments.get(index, ())), index in base64, index in homes
+                tuple(present),
+                tuple(at),
+                index in base64,
+                index in homes,
+                low[offsets[index] : offsets[index + 1] - 1] if at and slices else None,
             )
             if any(hints) or index in other:
                 out[index] = hints
