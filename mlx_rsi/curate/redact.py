@@ -884,14 +884,12 @@ class _SessionScan:
         self, texts: Sequence[str], *, emails: bool, usernames: Sequence[str]
     ) -> list[_Hints | None] | None:
         joined = "\n".join(texts)
-        low = joined.lower()
+        # each text's own lower() (non-ASCII lower-casing is slow: only where needed)
+        low = joined.lower() if joined.isascii() else "\n".join([t.lower() for t in texts])
         if len(low) != len(joined):
             return None  # lower-casing moved positions ("İ" → "i̇"): scan text by text
         # text i starts at offsets[i]: the lengths before it, plus one newline each
         offsets = list(map(add, accumulate(map(len, texts), initial=0), count()))
-        # a slice of low is the text's own lower() unless a capital sigma (whose lower
-        # case depends on the letters around it) sits at a text's edge
-        slices = "\u03a3" not in joined
         assignments, lowered, homes = self._literals(low, offsets)
         samples = range(0, len(joined), self.half)
         pieces = filter(None, map(self.piece.match, repeat(joined), samples))
@@ -917,7 +915,7 @@ class _SessionScan:
                 tuple(at),
                 index in base64,
                 index in homes,
-                low[offsets[index] : offsets[index + 1] - 1] if at and slices else None,
+                low[offsets[index] : offsets[index + 1] - 1] if at else None,
             )
             if any(hints) or index in other:
                 out[index] = hints
