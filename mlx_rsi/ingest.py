@@ -575,7 +575,7 @@ def _write_session(
                 file_key,
                 _dumps(message),
                 message.role,
-                ",".join(s.kind for s in message.signals),
+                ",".join([s.kind for s in message.signals]) if message.signals else "",
             )
             for index, message in enumerate(session.messages)
         ],
