@@ -19,6 +19,15 @@ Speed matters (ingest reads hundreds of MB), so the work is layered:
    its eager mode flags every identifier as high-entropy and costs ~400 µs a line.
 3. **Emails, home paths, user names**, each gated by its own anchor.
 
+For a whole session (:func:`redact_session`, what ingest calls) one multi-literal
+pass (Aho-Corasick, ``ahocorasick_rs``) over all its texts finds every anchor,
+keyword and marker first (:class:`_SessionScan`), so each text runs only the stages
+whose necessary condition it meets, and most texts run none. Candidate lines are
+cached by content (:data:`LINE_CACHE_SIZE`), and two cheap tests derived from
+detect-secrets' own patterns (a quote; a denylist word) skip plugins that could not
+match a line. Every shortcut is a necessary condition of the stage it skips: the
+output is the same as running every stage on every text.
+
 Redaction is idempotent: placeholders never match a rule, so redacting redacted text
 changes nothing and counts nothing.
 """
