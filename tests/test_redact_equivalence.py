@@ -1,0 +1,126 @@
+"""redact_session (session pre-scan, gates, caches) equals redacting every text in full."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import random
+from collections import Counter
+
+import orjson
+import pytest
+
+from mlx_rsi.config import CurateConfig
+from mlx_rsi.curate import redact as R
+from mlx_rsi.records import Message, Session
+
+PIECES = [
+    "export GITHUB_TOKEN=ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uV3wX4y",
+    "DATABASE_URL=postgres://admin:Hunt3rPass99@db.internal:5432/app",
+    'curl -H "Authorization: Bearer c2VjcmV0LXRva2VuLTQ4MjkxNzM2" https://api.x.io',
+    "mail alice.smith@corp-mail.io",
+    "/home/alice/p",
+    "open /Users/dave/code",
+    "C:\\Users\\bob\\x",
+    "-home-carol-p",
+    'my_secret_value: "hunter2 hunter2"',
+    'String password = "correct horse battery";',
+    "db_pass = 'Zq8xWv7uTs6r'",
+    'conf.pwd: "Xy7kLm9QrT"',
+    '{"apiKey": "Zx9Yw8Vu7Ts6Rq5Po4Nm", "key": "item7"}',
+    "blob " + base64.b64encode(bytes(range(256)) * 2).decode(),
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA"
+    + "A" * 64
+    + "\n-----END RSA PRIVATE KEY-----",
+    "ticket CORP-123456 done",
+    "ΣΑΣ password = 'Zq8xWv7uTs6rΣ' naïve 🙂 token: 'abc123def456ghi789'",
+    "İstanbul secret_key = 'aZ8kLmN0pQ7rStUvWx'",
+    "run it with Zx9Yw8Vu7Ts6Rq5Po4Nm now",
+    "def f(token: Token) -> None:\n    self.token = token\n    return max_tokens",
+    "x" * 1200 + ",password=Hunter22Hunter22," + "y" * 1200,
+    "plain words only",
+]
+
+
+def ungated(cfg: CurateConfig) -> R.Redactor:
+    """The configured redactor without plugin gates or line cache."""
+    redactor = dataclasses.replace(R.redactor_for(cfg))
+    redactor._plugins = [(plugin, kind, None) for plugin, kind, _ in redactor._plugins]
+    redactor._lines = {}
+    return redactor
+
+
+def reference(session: Session, cfg: CurateConfig) -> Counter[str]:
+    """The pipeline without shortcuts: every text through every stage and plugin."""
+    redactor = ungated(cfg)
+    counts: Counter[str] = Counter()
+    found: dict[str, str] = {}
+
+    def fix(text: str) -> str:
+        new, n = redactor.redact(text, found)
+        counts.update(n)
+        return new
+
+    def hide(value: str) -> str:
+        new = fix(value)
+        if new != value:
+            return new
+        counts["keyed_secret"] += 1
+        if len(value) >= 8:
+            found.setdefault(value, "keyed_secret")
+        return R.secret_placeholder("keyed_secret")
+
+    R._walk_session(session, fix, hide)
+    if found:
+
+        def known(text: str) -> str:
+            return R.replace_known(text, found, counts)
+
+        R._walk_session(session, known, known)
+    return counts
+
+
+def sessions(seed: int) -> list[Session]:
+    rng = random.Random(seed)
+    out = []
+    for n in range(20):
+        messages = []
+        for i in range(rng.randint(1, 8)):
+            text = "\n".join(rng.choice(PIECES) for _ in range(rng.randint(1, 4)))
+            metadata = (
+                {"api_key": "Qq1Ww2Ee3Rr4Tt5", "note": text[:40]} if rng.random() < 0.3 else {}
+            )
+            messages.append(
+                Message("user" if i % 2 else "tool", text, key=str(i), metadata=metadata)
+            )
+        out.append(
+            Session(
+                id=str(n),
+                source_format="t",
+                path="t",
+                messages=messages,
+                project="/home/alice/p",
+                metadata={"sessionId": f"s-{seed}-{n}-0123456789"},
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"usernames": ("alice", "bob")},
+        {"secret_patterns": {"corp": r"CORP-[0-9]{6}"}},
+        {"redact_emails": False, "redact_home_paths": False},
+        {"base64_min_chars": 40},
+    ],
+)
+def test_redact_session_equals_full_redaction_of_every_text(options):
+    cfg = dataclasses.replace(CurateConfig(), **options)
+    for session in sessions(seed=len(options)):
+        fast, slow = copy.deepcopy(session), copy.deepcopy(session)
+        assert R.redact_session(fast, cfg) == reference(slow, cfg)
+        dump = orjson.OPT_NON_STR_KEYS
+        assert orjson.dumps(fast, option=dump) == orjson.dumps(slow, option=dump)
