@@ -21,6 +21,7 @@ from mlx_rsi.errors import BackendUnavailableError, UsageError
 
 Schedule = Literal["cosine", "linear", "constant"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
+EventKind = Literal["start", "step", "eval", "save", "stop", "end"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "TrainSpec") -> TrainSpec:
 class TrainEvent:
     """Progress reported by a backend through ``on_event``; the UI renders it."""
 
-    kind: Literal["start", "step", "eval", "save", "stop", "end"]
+    kind: EventKind
     step: int = 0
     total_steps: int = 0
     loss: float | None = None

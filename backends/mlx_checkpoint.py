@@ -10,9 +10,6 @@ Each checkpoint folder is written under a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,59 +17,16 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 
-from backends import mlx_model
+from backends import mlx_model, run_files
 from mlx_rsi import atomic
 from mlx_rsi.errors import BackendError
 
 OPTIMIZER_FILE = "optimizer.safetensors"
-STATE_FILE = "trainer_state.json"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
+STATE_FILE = run_files.STATE_FILE
 
-
-@dataclass
-class TrainerState:
-    """Progress that must survive an interruption (everything but tensors)."""
-
-    step: int = 0
-    trained_tokens: int = 0
-    elapsed: float = 0.0
-    best_val_loss: float | None = None
-    best_step: int | None = None
-    evals_without_improvement: int = 0
-    last_loss: float | None = None
-    data_digest: str = ""
-    spec: dict[str, Any] | None = None
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-
-def checkpoint_dir(out_dir: Path, step: int) -> Path:
-    return Path(out_dir) / "checkpoints" / f"step-{step}"
-
-
-def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints in ``out_dir`` as (step, folder), oldest first."""
-    root = Path(out_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / STATE_FILE).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def latest_checkpoint(out_dir: Path) -> Path:
-    """The newest complete checkpoint; raises when there is none to resume."""
-    found = list_checkpoints(out_dir)
-    if not found:
-        raise BackendError(
-            f"nothing to resume: no checkpoint under {Path(out_dir) / 'checkpoints'}",
-            hint="start the run without --resume, or point at the run folder that was interrupted",
-        )
-    return found[-1][1]
+# The MLX checkpoint records no world size: the global batches are the same for any
+# number of ranks (each takes its rows of them), so a resume may change it.
+TrainerState = run_files.TrainerState
 
 
 def save_checkpoint(
@@ -83,7 +37,7 @@ def save_checkpoint(
     state: TrainerState,
 ) -> Path:
     """Write ``checkpoints/step-<state.step>/`` atomically and return it."""
-    dst = checkpoint_dir(out_dir, state.step)
+    dst = run_files.checkpoint_dir(out_dir, state.step)
     with atomic.staged_dir(dst) as tmp:
         mlx_model.write_adapter_files(tmp, model, adapter_config)
         mx.save_safetensors(str(tmp / OPTIMIZER_FILE), mlx_model.flat(optimizer.state))
@@ -92,14 +46,7 @@ def save_checkpoint(
 
 
 def read_state(folder: Path) -> TrainerState:
-    try:
-        raw = json.loads((Path(folder) / STATE_FILE).read_text())
-        return TrainerState(**raw)
-    except (OSError, json.JSONDecodeError, TypeError) as e:
-        raise BackendError(
-            f"checkpoint {folder} is unreadable: {e}",
-            hint="delete that checkpoint folder to resume from the previous one",
-        ) from e
+    return run_files.read_state(folder, TrainerState)
 
 
 def restore_checkpoint(folder: Path, model: nn.Module, optimizer: optim.Optimizer) -> TrainerState:

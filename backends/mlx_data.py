@@ -9,7 +9,6 @@ continues exactly where the interrupted one stopped without saving any RNG state
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +44,6 @@ class Batch:
     @property
     def trained_tokens(self) -> int:
         return int(self.mask.sum())
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file: a resumed run must see the same training data."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def encode_split(

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -25,22 +25,14 @@ from typing import Any, cast
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
-import orjson
 from mlx.nn.utils import average_gradients
 from mlx.utils import tree_map
 
 from backends import mlx_checkpoint as ckpt
 from backends import mlx_data as data
-from backends import mlx_model
-from backends.base import OnEvent, TrainEvent, TrainResult, TrainSpec
-from mlx_rsi.errors import BackendError, BackendUnavailableError, DatasetError, InterruptedRun
-
-# Settings a resumed run must share with the run it continues.
-RESUME_FIELDS = (
-    "model_dir", "rank", "alpha", "dropout", "target_modules", "num_layers", "use_dora",
-    "quantize_bits", "learning_rate", "schedule", "warmup_ratio", "batch_size", "grad_accum",
-    "cutoff_len", "seed", "precision", "template", "fallback_template", "train_on",
-)  # fmt: skip
+from backends import mlx_model, run_files
+from backends.base import EventKind, OnEvent, TrainResult, TrainSpec, spec_to_dict
+from mlx_rsi.errors import BackendError, DatasetError, InterruptedRun
 
 StepFn = Callable[..., tuple[mx.array, Any]]
 LossFn = Callable[[nn.Module, mx.array, mx.array, mx.array, mx.array], mx.array]
@@ -212,37 +204,6 @@ def deferred_interrupt() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-class MetricsSink:
-    """metrics.jsonl (one object per log/eval event) and a TensorBoard writer."""
-
-    def __init__(self, out_dir: Path, enabled: bool) -> None:
-        self.path = out_dir / "metrics.jsonl"
-        self.writer: Any = None
-        if not enabled:
-            return
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError as e:
-            raise BackendUnavailableError(
-                "tensorboardX is not installed", hint="pip install tensorboardX"
-            ) from e
-        self.writer = SummaryWriter(str(out_dir / "tensorboard"))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.writer is None:
-            return
-        with self.path.open("ab") as handle:
-            handle.write(orjson.dumps(record) + b"\n")
-        prefix = "eval" if record.get("kind") == "eval" else "train"
-        for key, value in record.items():
-            if key not in ("kind", "step") and isinstance(value, int | float):
-                self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
 @dataclass
 class Run:
     """Everything one training run works on."""
@@ -266,20 +227,13 @@ class Run:
         return self.group.rank() == 0
 
 
-def spec_record(spec: TrainSpec) -> dict[str, Any]:
-    record = asdict(spec)
-    record["model_dir"] = str(spec.model_dir)
-    record["target_modules"] = list(spec.target_modules)
-    return record
-
-
 def prepare(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     """Load the model and data, build the optimizer, and restore a checkpoint on resume."""
     train_path = dataset_dir / "train.jsonl"
     valid_path = dataset_dir / "valid.jsonl"
     if not train_path.is_file():
         raise DatasetError(f"no train.jsonl in {dataset_dir}", hint="build the dataset first")
-    if not spec.resume and ckpt.list_checkpoints(out_dir):
+    if not spec.resume and run_files.list_checkpoints(out_dir):
         raise BackendError(
             f"{out_dir} already holds checkpoints of an earlier run",
             hint="resume it (--resume) or train into an empty folder",
@@ -303,7 +257,9 @@ def prepare(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     valid = _encode(spec, loaded, valid_path)[0] if valid_path.is_file() else []
     total = spec.total_steps(len(train))
     optimizer = optim.AdamW(learning_rate=build_schedule(spec, total), weight_decay=0.0)
-    state = ckpt.TrainerState(spec=spec_record(spec), data_digest=data.file_digest(train_path))
+    state = ckpt.TrainerState(
+        spec=spec_to_dict(spec), data_digest=run_files.file_digest(train_path)
+    )
     run = Run(
         spec, out_dir, loaded.model, optimizer, config, train, valid,
         data.length_buckets(train, spec.batch_size), total, state, mx.distributed.init(), skipped,
@@ -327,12 +283,10 @@ def _encode(
 
 
 def _resume(run: Run) -> None:
-    folder = ckpt.latest_checkpoint(run.out_dir)
+    folder = run_files.latest_checkpoint(run.out_dir)
     saved = ckpt.read_state(folder)
     current = run.state
-    before = saved.spec or {}
-    now = current.spec or {}
-    changed = [k for k in RESUME_FIELDS if before.get(k) != now.get(k)]
+    changed = run_files.changed_settings(saved.spec, current.spec)
     if changed:
         raise BackendError(
             f"cannot resume {run.out_dir}: {', '.join(changed)} differ from the interrupted run",
@@ -344,7 +298,7 @@ def _resume(run: Run) -> None:
             hint="resume on the same dataset version, or start a new run",
         )
     run.state = ckpt.restore_checkpoint(folder, run.model, run.optimizer)
-    run.state.spec = now
+    run.state.spec = current.spec
     run.resumed_from = folder
 
 
@@ -354,8 +308,9 @@ class Trainer:
     def __init__(self, run: Run, on_event: OnEvent) -> None:
         self.run = run
         self.spec = run.spec
-        self._on_event = on_event
-        self.metrics = MetricsSink(run.out_dir, run.is_main)
+        self.log = run_files.RunLog(
+            run.out_dir, on_event, main=run.is_main, total_steps=run.total_steps
+        )
         self.saved_step = run.state.step if run.resumed_from else -1
         self.started = time.perf_counter()
         self.base_elapsed = run.state.elapsed
@@ -363,12 +318,8 @@ class Trainer:
         self.window_tokens = 0
         self.window_start = time.perf_counter()
 
-    def emit(self, kind: Any, **fields: Any) -> None:
-        if self.run.is_main:
-            state = self.run.state
-            self._on_event(
-                TrainEvent(kind=kind, step=state.step, total_steps=self.run.total_steps, **fields)
-            )
+    def emit(self, kind: EventKind, **fields: Any) -> None:
+        self.log.emit(kind, self.run.state.step, **fields)
 
     def fit(self) -> TrainResult:
         run = self.run
@@ -401,7 +352,7 @@ class Trainer:
                 hint="rerun with --resume",
             ) from e
         finally:
-            self.metrics.close()
+            self.log.close()
         return self._finish(stopped)
 
     def _loop(self, step: StepFn, interrupted: Callable[[], bool]) -> bool:
@@ -455,23 +406,12 @@ class Trainer:
         run = self.run
         seconds = max(time.perf_counter() - self.window_start, 1e-9)
         loss = self.window_loss / max(self.window_tokens, 1)
-        record = {
-            "kind": "train",
-            "step": run.state.step,
-            "loss": loss,
-            "lr": scalar(run.optimizer.learning_rate),
-            "tokens_per_second": self.window_tokens / seconds,
-            "trained_tokens": run.state.trained_tokens,
-            "elapsed": self.elapsed(),
-        }
-        self.metrics.write(record)
-        run.state.last_loss = loss
-        self.emit(
-            "step",
+        self.log.train_window(
+            run.state,
             loss=loss,
-            learning_rate=record["lr"],
-            tokens_per_second=record["tokens_per_second"],
-            trained_tokens=run.state.trained_tokens,
+            lr=scalar(run.optimizer.learning_rate),
+            tokens_per_second=self.window_tokens / seconds,
+            elapsed=self.elapsed(),
         )
         self.window_loss, self.window_tokens = 0.0, 0
         self.window_start = time.perf_counter()
@@ -485,17 +425,9 @@ class Trainer:
         val_loss = evaluate(run.model, run.valid, spec.batch_size, run.group)
         run.model.train()
         state = run.state
-        if state.best_val_loss is None or val_loss < state.best_val_loss:
-            state.best_val_loss, state.best_step = val_loss, state.step
-            state.evals_without_improvement = 0
-            if spec.early_stopping_patience:
-                self.checkpoint()  # keep-best needs the weights of this step
-        else:
-            state.evals_without_improvement += 1
-        self.metrics.write(
-            {"kind": "eval", "step": state.step, "val_loss": val_loss, "elapsed": self.elapsed()}
-        )
-        self.emit("eval", val_loss=val_loss, trained_tokens=state.trained_tokens)
+        if state.record_eval(val_loss) and spec.early_stopping_patience:
+            self.checkpoint()  # keep-best needs the weights of this step
+        self.log.evaluated(state, val_loss, self.elapsed())
         patience = spec.early_stopping_patience
         if patience and state.evals_without_improvement >= patience:
             self.emit("stop", val_loss=state.best_val_loss, message=_stop_message(state))
@@ -519,22 +451,14 @@ class Trainer:
         state = run.state
         best = state.best_step
         if self.spec.early_stopping_patience and best is not None and run.is_main:
-            mlx_model.load_adapter_weights(run.model, ckpt.checkpoint_dir(run.out_dir, best))
+            mlx_model.load_adapter_weights(run.model, run_files.checkpoint_dir(run.out_dir, best))
         adapter_dir = run.out_dir / "adapter"
         if run.is_main:
             mlx_model.save_adapter(adapter_dir, run.model, run.adapter_config)
         self.emit(
             "end", loss=state.last_loss, val_loss=state.best_val_loss, message=str(adapter_dir)
         )
-        return TrainResult(
-            adapter_dir=adapter_dir,
-            steps=state.step,
-            final_loss=state.last_loss,
-            best_val_loss=state.best_val_loss,
-            trained_tokens=state.trained_tokens,
-            seconds=self.elapsed(),
-            stopped_early=stopped,
-        )
+        return state.to_result(adapter_dir, self.elapsed(), stopped)
 
 
 def _stop_message(state: ckpt.TrainerState) -> str:

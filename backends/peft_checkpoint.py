@@ -11,91 +11,31 @@ exists is complete.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from backends.base import TrainSpec
+from backends import run_files
+from backends.base import TrainSpec, spec_to_dict
 from mlx_rsi import atomic
 from mlx_rsi.errors import BackendError
 
 OPTIMIZER_FILE = "optimizer.pt"
 SCHEDULER_FILE = "scheduler.pt"
 SCALER_FILE = "scaler.pt"
-STATE_FILE = "trainer_state.json"
+STATE_FILE = run_files.STATE_FILE
 BEST_DIR = "best"
 KEEP_CHECKPOINTS = 3  # older step-<N> folders are pruned
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-
-# Settings a resumed run must share with the run it continues (epochs/max_steps may grow).
-RESUME_FIELDS = (
-    "model_dir", "rank", "alpha", "dropout", "target_modules", "num_layers", "use_dora",
-    "quantize_bits", "learning_rate", "schedule", "warmup_ratio", "batch_size", "grad_accum",
-    "cutoff_len", "seed", "precision", "template", "fallback_template", "train_on",
-)  # fmt: skip
 
 
 @dataclass
-class TrainerState:
-    """Progress that must survive an interruption (everything but tensors)."""
+class TrainerState(run_files.TrainerState):
+    """``run_files.TrainerState`` and the number of ranks: the data order depends on it."""
 
-    step: int = 0
-    trained_tokens: int = 0
-    elapsed: float = 0.0
-    best_val_loss: float | None = None
-    best_step: int | None = None
-    evals_without_improvement: int = 0
-    last_loss: float | None = None
     world_size: int = 1
-    data_digest: str = ""
-    spec: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-
-def spec_record(spec: TrainSpec) -> dict[str, Any]:
-    """The spec as plain JSON values (paths as strings, tuples as lists)."""
-    record = asdict(spec)
-    return json.loads(json.dumps(record, default=str))
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def checkpoint_dir(out_dir: Path, step: int) -> Path:
-    return Path(out_dir) / "checkpoints" / f"step-{step}"
-
-
-def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints in ``out_dir`` as (step, folder), oldest first."""
-    root = Path(out_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / STATE_FILE).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def latest_checkpoint(out_dir: Path) -> Path:
-    """The newest complete checkpoint; raises when there is none to resume."""
-    found = list_checkpoints(out_dir)
-    if not found:
-        raise BackendError(
-            f"nothing to resume: no checkpoint under {Path(out_dir) / 'checkpoints'}",
-            hint="start the run without --resume, or point at the run folder that was interrupted",
-        )
-    return found[-1][1]
 
 
 def save_checkpoint(
@@ -107,7 +47,7 @@ def save_checkpoint(
     scaler: Any = None,
 ) -> Path:
     """Write ``checkpoints/step-<state.step>/`` atomically, prune old ones, return it."""
-    dst = checkpoint_dir(out_dir, state.step)
+    dst = run_files.checkpoint_dir(out_dir, state.step)
     with atomic.staged_dir(dst) as tmp:
         model.save_pretrained(str(tmp))
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
@@ -115,14 +55,14 @@ def save_checkpoint(
         if scaler is not None and scaler.is_enabled():  # fp16 loss scaling (CUDA)
             torch.save(scaler.state_dict(), tmp / SCALER_FILE)
         (tmp / STATE_FILE).write_text(state.to_json())
-    for _, old in list_checkpoints(out_dir)[:-KEEP_CHECKPOINTS]:
+    for _, old in run_files.list_checkpoints(out_dir)[:-KEEP_CHECKPOINTS]:
         shutil.rmtree(old, ignore_errors=True)
     return dst
 
 
 def save_best(out_dir: Path, model: Any, state: TrainerState) -> Path:
     """The adapter of the best evaluation so far, in ``checkpoints/best/``."""
-    dst = Path(out_dir) / "checkpoints" / BEST_DIR
+    dst = run_files.checkpoints_root(out_dir) / BEST_DIR
     with atomic.staged_dir(dst) as tmp:
         model.save_pretrained(str(tmp))
         (tmp / STATE_FILE).write_text(state.to_json())
@@ -130,20 +70,12 @@ def save_best(out_dir: Path, model: Any, state: TrainerState) -> Path:
 
 
 def read_state(folder: Path) -> TrainerState:
-    try:
-        raw = json.loads((Path(folder) / STATE_FILE).read_text())
-        return TrainerState(**raw)
-    except (OSError, json.JSONDecodeError, TypeError) as e:
-        raise BackendError(
-            f"checkpoint {folder} is unreadable: {e}",
-            hint="delete that checkpoint folder to resume from the previous one",
-        ) from e
+    return run_files.read_state(folder, TrainerState)
 
 
 def check_compatible(state: TrainerState, spec: TrainSpec, digest: str, world: int) -> None:
     """Refuse to resume with other settings, other data or another number of ranks."""
-    now = spec_record(spec)
-    changed = [k for k in RESUME_FIELDS if state.spec.get(k) != now.get(k)]
+    changed = run_files.changed_settings(state.spec, spec_to_dict(spec))
     if changed:
         raise BackendError(
             f"cannot resume: {', '.join(changed)} differ from the interrupted run",
@@ -193,12 +125,3 @@ def restore_checkpoint(
             f"checkpoint {folder} holds weights this adapter lacks: {unexpected[:3]}"
         )
     return state
-
-
-def prune_incomplete(out_dir: Path) -> None:
-    """Remove leftovers of a checkpoint write that was killed midway (temp folders)."""
-    root = Path(out_dir) / "checkpoints"
-    if root.is_dir():
-        for child in root.iterdir():
-            if child.name.startswith(".") and child.is_dir():
-                shutil.rmtree(child, ignore_errors=True)

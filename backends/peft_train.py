@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 import torch
 
 from backends import peft_checkpoint as ckpt
+from backends import run_files, torch_model
 from backends import torch_data as data
-from backends import torch_model
-from backends.base import OnEvent, TrainEvent, TrainResult, TrainSpec
+from backends.base import EventKind, OnEvent, TrainResult, TrainSpec, spec_to_dict
 from backends.chat import (
     EncodedChat,
     encode_dataset,
@@ -37,7 +36,7 @@ from backends.chat import (
     write_template_record,
 )
 from mlx_rsi import atomic
-from mlx_rsi.errors import BackendError, BackendUnavailableError, DatasetError, InterruptedRun
+from mlx_rsi.errors import BackendError, DatasetError, InterruptedRun
 
 log = logging.getLogger(__name__)
 
@@ -101,49 +100,6 @@ def evaluate(
         totals = accelerator.reduce(totals, reduction="sum")
     total, count = totals.tolist()
     return total / max(count, 1.0)
-
-
-class MetricsSink:
-    """metrics.jsonl (one object per log/eval event) and a TensorBoard writer."""
-
-    def __init__(self, out_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
-        self.path = out_dir / "metrics.jsonl"
-        self.writer: Any = None
-        if not enabled:
-            return
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError as e:
-            raise BackendUnavailableError(
-                "tensorboardX is not installed", hint="pip install tensorboardX"
-            ) from e
-        purge = None
-        if resumed_at is not None:
-            self._drop_after(resumed_at)
-            purge = resumed_at + 1
-        self.writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=purge)
-
-    def _drop_after(self, step: int) -> None:
-        """A resumed run repeats the steps after its checkpoint: drop their old records."""
-        if not self.path.is_file():
-            return
-        lines = self.path.read_bytes().splitlines()
-        kept = [line for line in lines if line.strip() and orjson.loads(line)["step"] <= step]
-        atomic.write_bytes(self.path, b"".join(line + b"\n" for line in kept))
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.writer is None:
-            return
-        with self.path.open("ab") as handle:
-            handle.write(orjson.dumps(record) + b"\n")
-        prefix = "eval" if record.get("kind") == "eval" else "train"
-        for key, value in record.items():
-            if key not in ("kind", "step") and isinstance(value, int | float):
-                self.writer.add_scalar(f"{prefix}/{key}", value, record["step"])
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
 
 
 @contextlib.contextmanager
@@ -227,14 +183,14 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     optimizer = torch.optim.AdamW(trainable, lr=spec.learning_rate, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec, total))
     scaler = torch.amp.GradScaler(plan.device.type, enabled=plan.needs_loss_scaling)
-    digest = ckpt.file_digest(Path(dataset_dir) / "train.jsonl")
-    state = ckpt.TrainerState(world_size=world, data_digest=digest, spec=ckpt.spec_record(spec))
+    digest = run_files.file_digest(Path(dataset_dir) / "train.jsonl")
+    state = ckpt.TrainerState(world_size=world, data_digest=digest, spec=spec_to_dict(spec))
     if resume_from is not None:
         ckpt.check_compatible(ckpt.read_state(resume_from), spec, digest, world)
         state = ckpt.restore_checkpoint(
             resume_from, model, optimizer, scheduler, plan.device, scaler
         )
-        state.spec = ckpt.spec_record(spec)
+        state.spec = spec_to_dict(spec)
         log.info("resuming %s from step %d", out_dir, state.step)
     head_dtype = None
     if plan.frozen_dtype is not None and not spec.use_dora:
@@ -264,10 +220,10 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
 
 
 def _resume_point(spec: TrainSpec, out_dir: Path) -> Path | None:
-    ckpt.prune_incomplete(out_dir)
+    run_files.prune_incomplete(out_dir)
     if spec.resume:
-        return ckpt.latest_checkpoint(out_dir)
-    if ckpt.list_checkpoints(out_dir):
+        return run_files.latest_checkpoint(out_dir)
+    if run_files.list_checkpoints(out_dir):
         raise BackendError(
             f"{out_dir} already holds checkpoints of an earlier run",
             hint="resume it (--resume) or train into a new folder",
@@ -292,22 +248,21 @@ class Trainer:
 
     def __init__(self, run: Run, on_event: OnEvent) -> None:
         self.run = run
-        self.on_event = on_event
-        self.metrics = MetricsSink(run.out_dir, run.is_main, run.resumed_at)
+        self.log = run_files.RunLog(
+            run.out_dir,
+            on_event,
+            main=run.is_main,
+            total_steps=run.total_steps,
+            resumed_at=run.resumed_at,
+        )
         self.window_loss = torch.zeros((), dtype=torch.float64, device=run.plan.device)
         self.window_tokens = 0
         self.window_start = time.perf_counter()
         self.started = time.perf_counter() - run.state.elapsed
         self.stopped_early = False
 
-    def emit(self, kind: Any, **fields: Any) -> None:
-        if self.run.is_main:
-            event = TrainEvent(
-                kind=kind, step=self.run.state.step, total_steps=self.run.total_steps
-            )
-            for key, value in fields.items():
-                setattr(event, key, value)
-            self.on_event(event)
+    def emit(self, kind: EventKind, **fields: Any) -> None:
+        self.log.emit(kind, self.run.state.step, **fields)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -321,7 +276,7 @@ class Trainer:
         except KeyboardInterrupt as e:
             raise self._interrupt() from e
         finally:
-            self.metrics.close()
+            self.log.close()
         return self._finish()
 
     def _loop(self, interrupted: Callable[[], bool]) -> None:
@@ -378,23 +333,12 @@ class Trainer:
         loss_sum, tokens = totals.tolist()
         seconds = max(time.perf_counter() - self.window_start, 1e-9)
         loss = loss_sum / max(tokens, 1.0)
-        record = {
-            "kind": "train",
-            "step": run.state.step,
-            "loss": loss,
-            "lr": float(run.scheduler.get_last_lr()[0]),
-            "tokens_per_second": tokens / seconds,
-            "trained_tokens": run.state.trained_tokens,
-            "elapsed": self.elapsed(),
-        }
-        self.metrics.write(record)
-        run.state.last_loss = loss
-        self.emit(
-            "step",
+        self.log.train_window(
+            run.state,
             loss=loss,
-            learning_rate=record["lr"],
-            tokens_per_second=record["tokens_per_second"],
-            trained_tokens=run.state.trained_tokens,
+            lr=float(run.scheduler.get_last_lr()[0]),
+            tokens_per_second=tokens / seconds,
+            elapsed=self.elapsed(),
         )
         self.window_loss.zero_()
         self.window_tokens = 0
@@ -413,18 +357,10 @@ class Trainer:
             run.pad_id,
             run.accelerator,
         )
-        improved = state.best_val_loss is None or val_loss < state.best_val_loss
-        if improved:
-            state.best_val_loss, state.best_step = val_loss, state.step
-            state.evals_without_improvement = 0
-            if run.is_main and run.spec.early_stopping_patience is not None:
-                ckpt.save_best(run.out_dir, run.model, state)
-        else:
-            state.evals_without_improvement += 1
-        self.metrics.write(
-            {"kind": "eval", "step": state.step, "val_loss": val_loss, "elapsed": self.elapsed()}
-        )
-        self.emit("eval", val_loss=val_loss, trained_tokens=state.trained_tokens)
+        improved = state.record_eval(val_loss)
+        if improved and run.is_main and run.spec.early_stopping_patience is not None:
+            ckpt.save_best(run.out_dir, run.model, state)
+        self.log.evaluated(state, val_loss, self.elapsed())
         self.window_start += time.perf_counter() - began
         patience = run.spec.early_stopping_patience
         if patience is not None and state.evals_without_improvement >= patience:
@@ -455,7 +391,7 @@ class Trainer:
     def _finish(self) -> TrainResult:
         run, state = self.run, self.run.state
         adapter_dir = run.out_dir / "adapter"
-        best = run.out_dir / "checkpoints" / ckpt.BEST_DIR
+        best = run_files.checkpoints_root(run.out_dir) / ckpt.BEST_DIR
         keep_best = run.spec.early_stopping_patience is not None and best.is_dir()
         if run.is_main:
             with atomic.staged_dir(adapter_dir) as tmp:
@@ -468,15 +404,7 @@ class Trainer:
         run.accelerator.wait_for_everyone()
         self.emit("end", loss=state.last_loss, val_loss=state.best_val_loss,
                   trained_tokens=state.trained_tokens)  # fmt: skip
-        return TrainResult(
-            adapter_dir=adapter_dir,
-            steps=state.step,
-            final_loss=state.last_loss,
-            best_val_loss=state.best_val_loss,
-            trained_tokens=state.trained_tokens,
-            seconds=self.elapsed(),
-            stopped_early=self.stopped_early,
-        )
+        return state.to_result(adapter_dir, self.elapsed(), self.stopped_early)
 
 
 def train(spec: TrainSpec, dataset_dir: Path, out_dir: Path, on_event: OnEvent) -> TrainResult:
