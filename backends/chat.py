@@ -187,6 +187,19 @@ def read_template_record(adapter_dir: Path) -> str | None:
     return str(value) if value else None
 
 
+def apply_trained_template(tokenizer: Any, trained: str | None, fallback: str) -> None:
+    """Give a fused model's tokenizer the chat template its adapter was trained with.
+
+    ``trained``: the recorded template ("native" or a fallback name), None when unknown;
+    a tokenizer without a chat template then gets ``fallback``. Serving, GGUF export and
+    ``template: auto`` then format chats as in training.
+    """
+    if trained is None and not has_chat_template(tokenizer):
+        trained = fallback
+    if trained not in (None, "native"):
+        tokenizer.chat_template = fallback_chat_template(tokenizer, str(trained))
+
+
 def render_prompt(
     tokenizer: Any,
     messages: Sequence[Message],
@@ -213,6 +226,12 @@ def stop_strings(tokenizer: Any, *, template: str = "auto", fallback: str = "alp
     if name == "alpaca":  # a base model that never learned EOS starts the next section
         stops.extend(["### Instruction:", "### Input:", "### Response:"])
     return list(dict.fromkeys(stops))
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """Generated text up to the first (non-empty) stop string."""
+    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
+    return text[:cut]
 
 
 def render_chat(

@@ -65,7 +65,7 @@ class MlxBackend:
             text = generate(
                 loaded.model, loaded.tokenizer, ids, max_tokens=max_tokens, sampler=sampler
             )
-            texts.append(_cut_at_stop(text, stops))
+            texts.append(chat.cut_at_stop(text, stops))
         return texts
 
     def loss(
@@ -128,10 +128,8 @@ def _carry_trained_template(
     from backends import chat
 
     trained = chat.read_template_record(adapter_dir) or _setting(config, "trained_template", None)
-    if trained is None and not chat.has_chat_template(tokenizer):
-        trained = _setting(config, "fallback_template", DEFAULT_FALLBACK)
-    if trained not in (None, "native"):
-        tokenizer.chat_template = chat.fallback_chat_template(tokenizer, str(trained))
+    fallback = _setting(config, "fallback_template", DEFAULT_FALLBACK)
+    chat.apply_trained_template(tokenizer, trained, fallback)
 
 
 def _setting(config: dict[str, Any] | None, key: str, default: Any) -> Any:
@@ -139,11 +137,6 @@ def _setting(config: dict[str, Any] | None, key: str, default: Any) -> Any:
     if config is None or config.get(key) is None:
         return default
     return config[key]
-
-
-def _cut_at_stop(text: str, stops: list[str]) -> str:
-    cut = min((i for i in (text.find(s) for s in stops if s) if i >= 0), default=len(text))
-    return text[:cut]
 
 
 BACKEND = MlxBackend()

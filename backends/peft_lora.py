@@ -16,8 +16,8 @@ from typing import Any
 
 from backends.base import OnEvent, Precision, TrainResult, TrainSpec, backend_status
 from backends.chat import (
-    fallback_chat_template,
-    has_chat_template,
+    apply_trained_template,
+    cut_at_stop,
     load_tokenizer,
     read_jsonl,
     read_template_record,
@@ -98,7 +98,7 @@ class PeftBackend:
             for row in new.tolist():
                 ended = next((i for i, t in enumerate(row) if t in eos_ids), len(row))
                 text = tokenizer.decode(row[:ended], skip_special_tokens=True)
-                outputs.append(_cut(text, stops))
+                outputs.append(cut_at_stop(text, stops))
         return outputs
 
     def loss(
@@ -138,11 +138,7 @@ class PeftBackend:
         merged.config.use_cache = True
         tokenizer = load_tokenizer(Path(model_dir))
         trained_with = read_template_record(Path(adapter_dir))
-        if trained_with is None and not has_chat_template(tokenizer):
-            trained_with = self.fallback_template
-        if trained_with not in (None, "native"):
-            # The fused model formats chats the way it was trained (serve, GGUF, auto).
-            tokenizer.chat_template = fallback_chat_template(tokenizer, str(trained_with))
+        apply_trained_template(tokenizer, trained_with, self.fallback_template)
         out_dir = Path(out_dir)
         with atomic.staged_dir(out_dir) as tmp, torch_model.quiet():
             merged.save_pretrained(str(tmp))
@@ -184,16 +180,6 @@ def _stop_token_ids(tokenizer: Any, model: Any, stops: Sequence[str]) -> list[in
         if len(encoded) == 1:
             ids.append(encoded[0])
     return list(dict.fromkeys(ids))
-
-
-def _cut(text: str, stops: Sequence[str]) -> str:
-    """Generated text up to the first stop string."""
-    cut = len(text)
-    for stop in stops:
-        found = text.find(stop)
-        if found != -1:
-            cut = min(cut, found)
-    return text[:cut]
 
 
 BACKEND = PeftBackend()

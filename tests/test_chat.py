@@ -213,3 +213,33 @@ def test_fallback_jinja_renders_like_the_fallback(
                 chat_template=template,
             )  # fmt: skip
             assert prompt == render_prompt(tokenizer, chat[:-1] or chat, template=name, tools=tools)
+
+
+def test_generated_text_is_cut_at_the_first_stop(tok: Any) -> None:
+    from backends.chat import cut_at_stop
+
+    stops = stop_strings(tok, template="alpaca")
+    assert cut_at_stop("Paris.### Input: more<|im_end|>x", stops) == "Paris."
+    assert cut_at_stop("b<|im_end|>a### Response:", ["### Response:", "<|im_end|>"]) == "b"
+    assert cut_at_stop("no stop here", stops) == "no stop here"
+    assert cut_at_stop("kept", ["", "zz"]) == "kept"  # an empty stop string cuts nothing
+
+
+def test_a_fused_tokenizer_gets_the_template_it_was_trained_with(
+    tiny_tokenizer_dir: Path, tiny_llama_nochat_dir: Path
+) -> None:
+    from backends.chat import apply_trained_template, fallback_chat_template, has_chat_template
+
+    native = load_tokenizer(tiny_tokenizer_dir)
+    own = native.chat_template
+    for trained in ("native", None):  # its own template stays when native or unknown
+        apply_trained_template(native, trained, "alpaca")
+        assert native.chat_template == own
+    apply_trained_template(native, "chatml", "alpaca")
+    assert native.chat_template == fallback_chat_template(native, "chatml")
+    plain = load_tokenizer(tiny_llama_nochat_dir)
+    apply_trained_template(plain, None, "alpaca")  # unknown, no template: the fallback
+    assert has_chat_template(plain)
+    assert plain.chat_template == fallback_chat_template(plain, "alpaca")
+    with pytest.raises(UsageError, match="unknown fallback template"):
+        apply_trained_template(plain, "vicuna", "alpaca")
