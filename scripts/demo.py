@@ -51,7 +51,9 @@ def _check_and_point(ws: Path) -> int:
         print(f"v1.1 was not promoted; see {ws / 'reports' / 'v1.1.md'}")
         return 1
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     model = AutoModelForCausalLM.from_pretrained(fused)
     params = sum(p.numel() for p in model.parameters())
     print(f"\nmodels/v1.1/hf loads in transformers ({params:,} parameters)")
