@@ -309,7 +309,12 @@ class Trainer:
         self.run = run
         self.spec = run.spec
         self.log = run_files.RunLog(
-            run.out_dir, on_event, main=run.is_main, total_steps=run.total_steps
+            run.out_dir,
+            on_event,
+            main=run.is_main,
+            total_steps=run.total_steps,
+            # Steps after the checkpoint are trained again: drop their old records.
+            resumed_at=run.state.step if run.resumed_from else None,
         )
         self.saved_step = run.state.step if run.resumed_from else -1
         self.started = time.perf_counter()

@@ -230,6 +230,12 @@ def test_interrupted_run_resumes_exactly(
     assert set(a) == set(b) and all(np.allclose(np.array(a[k]), np.array(b[k])) for k in a)
     assert int(mlx_train.scalar(b["step"])) == 3
     want, got = _metrics(straight, "train"), _metrics(broken, "train")
+    train_steps = [
+        json.loads(line)["step"]
+        for line in (broken / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    ]
+    assert train_steps == sorted(want)  # every step once, none repeated after the resume
     for step in (5, 6):
         assert got[step]["loss"] == pytest.approx(want[step]["loss"], abs=1e-5)
         assert got[step]["lr"] == pytest.approx(want[step]["lr"], rel=1e-6)
