@@ -71,3 +71,10 @@ def test_sessions_show_unknown_or_ambiguous_prefix(cli, tmp_path):
     code, _out, err = cli.main("sessions", "show", "")
     assert code == 2
     assert "ambiguous" in err
+
+
+def test_ingest_of_a_path_that_does_not_exist_is_a_usage_error(cli, tmp_path):
+    assert cli("init", "--no-standard-sources").exit_code == 0
+    code, _out, err = cli.main("ingest", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "does not exist" in err and "Traceback" not in err

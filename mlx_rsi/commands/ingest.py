@@ -16,7 +16,7 @@ MAX_SKIPPED_ROWS = 30
 
 
 @click.command()
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--format",
     "fmt",

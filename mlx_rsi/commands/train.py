@@ -35,7 +35,7 @@ from mlx_rsi.ui import UI
     is_flag=True,
     help="Resume the interrupted cycle (the default when one exists; kept for clarity).",
 )
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @pass_app
 def train(
     app: AppContext,
