@@ -76,6 +76,10 @@ class ProgressTask:
         self._ui = ui
         self._live = live
 
+    def finish(self) -> None:
+        """Stop redrawing (later stages print below a finished bar)."""
+        self._progress.stop()
+
     def update(self, completed: int, status: str = "", total: int | None = None) -> None:
         self._progress.update(self._task_id, completed=completed, status=status, total=total)
         if not self._live and status:

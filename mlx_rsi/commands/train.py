@@ -77,6 +77,8 @@ def train(
         def on_event(event: TrainEvent) -> None:
             if event.kind in ("step", "eval", "end"):
                 bar.update(event.step, _status(event), total=event.total_steps or None)
+            if event.kind == "end":
+                bar.finish()
             elif event.kind == "save":
                 ui.info(f"  checkpoint at step {event.step}: {event.message}")
             elif event.kind == "stop":
