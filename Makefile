@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= mlx,peft,base-model,dev
+EXTRAS ?= mlx,peft,gguf,serve,base-model,dev
 
 # On Linux, pin torch to the CPU build through a constraints file (FACTS.md).
 ifeq ($(shell uname -s),Linux)
