@@ -13,6 +13,7 @@ the daemon only while it ingests or runs a cycle) and ``daemon`` (held by
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -107,10 +108,8 @@ class WorkspaceLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
-        try:
+        with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)  # an empty file says "free" to a reader
-        except OSError:
-            pass
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 

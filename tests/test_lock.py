@@ -53,19 +53,20 @@ def test_lock_of_a_killed_process_is_taken_over_with_a_log_line(
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert lock_holder(tmp_path) is None  # the kernel released it with the process
-    with caplog.at_level(logging.WARNING, logger="mlx_rsi.lock"):
-        with WorkspaceLock(tmp_path, "train") as lock:
-            assert lock.held
-            holder = lock_holder(tmp_path)
-            assert holder is not None and holder.pid == os.getpid()
+    with (
+        caplog.at_level(logging.WARNING, logger="mlx_rsi.lock"),
+        WorkspaceLock(tmp_path, "train") as lock,
+    ):
+        assert lock.held
+        holder = lock_holder(tmp_path)
+        assert holder is not None and holder.pid == os.getpid()
     assert any(str(proc.pid) in r.getMessage() for r in caplog.records)
 
 
 def test_release_frees_the_lock_and_names_are_independent(tmp_path: Path) -> None:
-    with WorkspaceLock(tmp_path, "watch", name="daemon"):
-        with WorkspaceLock(tmp_path, "train"):
-            assert lock_holder(tmp_path, "daemon") is not None
-            assert lock_holder(tmp_path) is not None
+    with WorkspaceLock(tmp_path, "watch", name="daemon"), WorkspaceLock(tmp_path, "train"):
+        assert lock_holder(tmp_path, "daemon") is not None
+        assert lock_holder(tmp_path) is not None
     assert lock_holder(tmp_path) is None
     assert lock_holder(tmp_path, "daemon") is None
     with WorkspaceLock(tmp_path, "train") as again:  # re-acquirable after release
