@@ -66,8 +66,13 @@ class Adapter:
     dora: bool
 
 
-def convert_adapter(src: Path, dst: Path, *, to: str, base_model_dir: Path) -> Path:
-    """Convert the adapter in ``src`` to layout ``to`` ("mlx" or "peft") and write ``dst``."""
+def convert_adapter(
+    src: Path, dst: Path, *, to: str, base_model_dir: Path, replace: bool = False
+) -> Path:
+    """Convert the adapter in ``src`` to layout ``to`` ("mlx" or "peft") and write ``dst``.
+
+    An existing non-empty ``dst`` is replaced only with ``replace`` (``--force``).
+    """
     src, dst, base_model_dir = Path(src), Path(dst), Path(base_model_dir)
     if to not in LAYOUTS:
         raise UsageError(f"unknown adapter layout '{to}'", hint=f"use one of {', '.join(LAYOUTS)}")
@@ -77,7 +82,7 @@ def convert_adapter(src: Path, dst: Path, *, to: str, base_model_dir: Path) -> P
     adapter = read_mlx(src) if layout == "mlx" else read_peft(src)
     base = BaseModel(base_model_dir)
     base.check(adapter)
-    with atomic.staged_dir(dst) as tmp:
+    with atomic.staged_dir(dst, replace=replace) as tmp:
         if to == "peft":
             write_peft(tmp, adapter, base_model_dir)
         else:

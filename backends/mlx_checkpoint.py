@@ -38,7 +38,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``checkpoints/step-<state.step>/`` atomically and return it."""
     dst = run_files.checkpoint_dir(out_dir, state.step)
-    with atomic.staged_dir(dst) as tmp:
+    with atomic.staged_dir(dst, replace=True) as tmp:
         mlx_model.write_adapter_files(tmp, model, adapter_config)
         mx.save_safetensors(str(tmp / OPTIMIZER_FILE), mlx_model.flat(optimizer.state))
         (tmp / STATE_FILE).write_text(state.to_json())

@@ -106,7 +106,7 @@ class MlxBackend:
         for key in ("quantization", "quantization_config"):
             model_config.pop(key, None)
         out_dir = Path(out_dir)
-        with atomic.staged_dir(out_dir) as tmp:
+        with atomic.staged_dir(out_dir, replace=True) as tmp:
             save_model(tmp, model)
             save_config(model_config, config_path=tmp / "config.json")
             loaded.tokenizer.save_pretrained(str(tmp))

@@ -221,7 +221,7 @@ def write_adapter_files(folder: Path, model: nn.Module, config: dict[str, Any]) 
 
 def save_adapter(dst: Path, model: nn.Module, config: dict[str, Any]) -> Path:
     """Write an mlx-lm adapter folder atomically."""
-    with atomic.staged_dir(dst) as tmp:
+    with atomic.staged_dir(dst, replace=True) as tmp:
         write_adapter_files(tmp, model, config)
     return dst
 

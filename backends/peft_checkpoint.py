@@ -48,7 +48,7 @@ def save_checkpoint(
 ) -> Path:
     """Write ``checkpoints/step-<state.step>/`` atomically, prune old ones, return it."""
     dst = run_files.checkpoint_dir(out_dir, state.step)
-    with atomic.staged_dir(dst) as tmp:
+    with atomic.staged_dir(dst, replace=True) as tmp:
         model.save_pretrained(str(tmp))
         torch.save(optimizer.state_dict(), tmp / OPTIMIZER_FILE)
         torch.save(scheduler.state_dict(), tmp / SCHEDULER_FILE)
@@ -63,7 +63,7 @@ def save_checkpoint(
 def save_best(out_dir: Path, model: Any, state: TrainerState) -> Path:
     """The adapter of the best evaluation so far, in ``checkpoints/best/``."""
     dst = run_files.checkpoints_root(out_dir) / BEST_DIR
-    with atomic.staged_dir(dst) as tmp:
+    with atomic.staged_dir(dst, replace=True) as tmp:
         model.save_pretrained(str(tmp))
         (tmp / STATE_FILE).write_text(state.to_json())
     return dst

@@ -140,7 +140,7 @@ class PeftBackend:
         trained_with = read_template_record(Path(adapter_dir))
         apply_trained_template(tokenizer, trained_with, self.fallback_template)
         out_dir = Path(out_dir)
-        with atomic.staged_dir(out_dir) as tmp, torch_model.quiet():
+        with atomic.staged_dir(out_dir, replace=True) as tmp, torch_model.quiet():
             merged.save_pretrained(str(tmp))
             tokenizer.save_pretrained(str(tmp))
         return out_dir

@@ -394,7 +394,7 @@ class Trainer:
         best = run_files.checkpoints_root(run.out_dir) / ckpt.BEST_DIR
         keep_best = run.spec.early_stopping_patience is not None and best.is_dir()
         if run.is_main:
-            with atomic.staged_dir(adapter_dir) as tmp:
+            with atomic.staged_dir(adapter_dir, replace=True) as tmp:
                 if keep_best:
                     for name in ("adapter_model.safetensors", "adapter_config.json"):
                         (tmp / name).write_bytes((best / name).read_bytes())

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlx_rsi.errors import TargetExistsError
+
 
 def write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,12 +35,20 @@ def write_text(path: Path, text: str) -> None:
 
 
 @contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``final``; on success it replaces ``final``.
+def staged_dir(final: Path, *, replace: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success it is renamed to ``final``.
 
+    An existing ``final`` is replaced only when the caller owns it and says so with
+    ``replace=True`` (a checkpoint it wrote, a model folder of its own run); an
+    empty folder is taken as free. Otherwise :class:`TargetExistsError` is raised
+    before anything is written, so a writer never deletes a folder it did not create.
     On any exception (Ctrl-C included) the temporary folder is removed and
     ``final`` is left as it was.
     """
+    if not replace and occupied(final):
+        raise TargetExistsError(
+            f"{final} already exists", hint="choose another name or remove it first"
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
@@ -54,3 +64,13 @@ def staged_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def occupied(path: Path) -> bool:
+    """True when ``path`` is a file, a link, or a folder with anything in it."""
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        return True
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return any(True for _ in entries)

@@ -231,7 +231,7 @@ def _fuse(
     ws: Workspace, backend: object, model_dir: Path, adapter: Path, name: str
 ) -> dict[str, str]:
     target = ws.models_dir / name / "hf"
-    with atomic.staged_dir(target) as staging:
+    with atomic.staged_dir(target, replace=True) as staging:
         backend.fuse(model_dir, adapter, staging)  # type: ignore[attr-defined]
     return {"hf": str(target), "adapter": str(adapter)}
 

@@ -65,3 +65,15 @@ class InterruptedRun(MlxRsiError):
     """The user interrupted a run; its state was saved and it can be resumed."""
 
     exit_code = 130
+
+
+class TargetExistsError(UsageError):
+    """A writer was asked to create something that is already there (never replaced)."""
+
+
+class DiskFullError(MlxRsiError):
+    """The disk holding a workspace or output folder ran out of space."""
+
+
+class NotWritableError(MlxRsiError):
+    """A folder mlx-rsi must write to is read-only or not ours to write."""

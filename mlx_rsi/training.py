@@ -205,5 +205,7 @@ def _copy_to_output_dir(ws: Workspace, output_dir: str | None, adapter_dir: Path
         return
     target = Path(output_dir).expanduser()
     target = target if target.is_absolute() else ws.root / target
-    with atomic.staged_dir(target) as staging:
+    # Replaced only when it holds an adapter (ours from an earlier cycle), never a user folder.
+    owned = (target / "adapter_config.json").is_file()
+    with atomic.staged_dir(target, replace=owned) as staging:
         shutil.copytree(adapter_dir, staging, dirs_exist_ok=True)

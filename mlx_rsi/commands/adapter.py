@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from mlx_rsi import atomic
 from mlx_rsi.commands import config_option, pass_app
 from mlx_rsi.context import AppContext
+from mlx_rsi.errors import TargetExistsError
 from mlx_rsi.modelpath import resolve_base_model
 from mlx_rsi.ui import UI
 
@@ -45,8 +47,8 @@ def convert(
     """
     from backends.convert import convert_adapter
 
-    if dst.exists() and not force:
-        raise click.UsageError(f"{dst} exists; pass --force to replace it")
+    if atomic.occupied(dst) and not force:
+        raise TargetExistsError(f"{dst} exists and is not empty", hint="pass --force to replace it")
     base_dir = resolve_base_model(base or app.config().base_model, app.workspace.root)
-    convert_adapter(src, dst, to=layout, base_model_dir=base_dir)
+    convert_adapter(src, dst, to=layout, base_model_dir=base_dir, replace=force)
     UI(app.quiet).line(f"adapter converted to {layout}: {dst}")
