@@ -38,9 +38,8 @@ from typing import Any
 
 import orjson
 
+from mlx_rsi import session_store
 from mlx_rsi.config import Config, SourcesConfig, WatchedFolder
-from mlx_rsi.errors import UsageError
-from mlx_rsi.records import Message, Session
 from mlx_rsi.signals import apply_generic_signals, is_dropped
 from mlx_rsi.sources import ReadOptions, ReadResult, detect_format, get_reader, read_head
 from mlx_rsi.workspace import Workspace, now_iso, open_store, transaction
@@ -49,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 # The head fingerprint covers this many bytes (or the whole file when smaller).
 FINGERPRINT_BYTES = 4096
-# Message order: seq = (byte offset the pass started at) * SEQ_STRIDE + index in the pass.
-SEQ_STRIDE = 1 << 24
 # Files are stored in group commits: each file's rows go in whole or not at all, and a
 # commit happens after this many bytes read, files stored or seconds, whichever first.
 BATCH_BYTES = 32 * 1024 * 1024
@@ -70,10 +67,29 @@ class FileOutcome:
     status: str = "read"  # read | unchanged | skipped
     format: str | None = None
     sessions: int = 0
+    new_sessions: int = 0
     new_messages: int = 0
-    new_turns: int = 0
+    new_interactions: int = 0  # new prompts the person typed (each opens an interaction)
+    new_answers: int = 0  # new assistant messages (API errors not counted)
     bytes_read: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
+
+    def describe(self) -> str:
+        """One line for `ingest -v`: the format detected and what the file held."""
+        if self.status == "skipped" and not self.format:
+            return f"{self.path}: skipped ({_reasons(self.skipped)})"
+        held = (
+            f"{self.sessions} sessions ({self.new_sessions} new), {self.new_messages} new messages"
+            f" ({self.new_interactions} interactions, {self.new_answers} answers)"
+        )
+        if self.status == "skipped":
+            held = "no conversation"
+        extra = f"; skipped {_reasons(self.skipped)}" if self.skipped else ""
+        return f"{self.path}: {self.format}, {held}{extra}"
+
+
+def _reasons(reasons: Counter[str]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
 
 
 @dataclass
@@ -86,7 +102,8 @@ class IngestResult:
     sessions: int = 0  # sessions that received messages in this pass
     new_sessions: int = 0
     new_messages: int = 0
-    new_turns: int = 0  # new assistant answers (API errors not counted)
+    new_interactions: int = 0  # new prompts the person typed (each opens an interaction)
+    new_answers: int = 0  # new assistant messages (API errors not counted)
     bytes_read: int = 0
     formats: Counter[str] = field(default_factory=Counter)  # files read per format
     redactions: Counter[str] = field(default_factory=Counter)  # placeholder kind -> count
@@ -112,7 +129,8 @@ class IngestResult:
         parts = [
             files,
             f"{self.sessions} sessions ({self.new_sessions} new)",
-            f"{self.new_messages} new messages ({self.new_turns} turns)",
+            f"{self.new_messages} new messages ({self.new_interactions} interactions,"
+            f" {self.new_answers} answers)",
         ]
         skipped = self.skipped_totals()
         if skipped:
@@ -136,7 +154,8 @@ class IngestResult:
         self.formats[outcome.format or "?"] += 1
         self.sessions += outcome.sessions
         self.new_messages += outcome.new_messages
-        self.new_turns += outcome.new_turns
+        self.new_interactions += outcome.new_interactions
+        self.new_answers += outcome.new_answers
         self.bytes_read += outcome.bytes_read
 
 
@@ -345,6 +364,22 @@ class _Batch:
             self.open = False
 
 
+@dataclass
+class _File:
+    """One file being ingested: what the methods of a pass hand each other."""
+
+    outcome: FileOutcome
+    path: Path
+    st: os.stat_result
+    head: bytes
+    fmt: str | None = None
+    plan: _Plan = field(default_factory=lambda: _Plan(0, {}, False))
+
+    @property
+    def key(self) -> str:
+        return self.outcome.path
+
+
 class _Ingestor:
     def __init__(
         self, conn: sqlite3.Connection, cfg: Config, dry_run: bool, result: IngestResult
@@ -364,13 +399,12 @@ class _Ingestor:
         self.redact = redact_session
 
     def file(self, path: Path, forced: str | None) -> FileOutcome:
-        key = str(path)
-        outcome = FileOutcome(key)
+        outcome = FileOutcome(str(path))
         try:
             st = os.stat(path)
         except OSError as e:
             return self._skip(outcome, _os_reason(e))
-        row = self.known.get(key)
+        row = self.known.get(outcome.path)
         if row is not None and self._unchanged(row, st, forced):
             outcome.status = "unchanged"
             return outcome
@@ -378,12 +412,14 @@ class _Ingestor:
             head = read_head(path)
         except OSError as e:
             return self._skip(outcome, _os_reason(e))
+        file = _File(outcome, path, st, head)
         problem = _content_problem(head)
         fmt = None if problem else forced or self._format(path, row, st, head)
         if fmt is None or problem:
-            return self._skip(outcome, problem or "unknown_format", record=(st, head))
-        outcome.format = fmt
-        return self._read(outcome, path, st, head, fmt, _plan(row, st, head, fmt))
+            return self._skip(outcome, problem or "unknown_format", file)
+        file.fmt = outcome.format = fmt
+        file.plan = _plan(row, st, head, fmt)
+        return self._read(file)
 
     def _unchanged(self, row: sqlite3.Row, st: os.stat_result, forced: str | None) -> bool:
         same = (row["device"], row["inode"], row["size"], row["mtime_ns"]) == (
@@ -401,117 +437,86 @@ class _Ingestor:
             return str(row["format"])  # an append to a file already recognized
         return detect_format(path, head)
 
-    def _skip(
-        self,
-        outcome: FileOutcome,
-        reason: str,
-        record: tuple[os.stat_result, bytes] | None = None,
-    ) -> FileOutcome:
+    def _skip(self, outcome: FileOutcome, reason: str, file: _File | None = None) -> FileOutcome:
+        """Count a skipped file; with ``file``, record it so an unchanged copy is not re-read."""
         outcome.status = "skipped"
         outcome.skipped[reason] += 1
-        if record is not None and not self.dry_run:
-            st, head = record
+        if file is not None and not self.dry_run:
             with self.batch.file(0):
-                self._record_file(outcome.path, None, st, head, 0, {}, "skipped", reason)
+                self._record_file(file, 0, {}, "skipped", reason)
         return outcome
 
-    def _read(
-        self,
-        outcome: FileOutcome,
-        path: Path,
-        st: os.stat_result,
-        head: bytes,
-        fmt: str,
-        plan: _Plan,
-    ) -> FileOutcome:
+    def _read(self, file: _File) -> FileOutcome:
+        outcome, fmt, plan = file.outcome, str(file.fmt), file.plan
         try:
-            result = get_reader(fmt).read(path, plan.start, plan.carry, self.options)
+            result = get_reader(fmt).read(file.path, plan.start, plan.carry, self.options)
         except OSError as e:
             return self._skip(outcome, _os_reason(e))
         except Exception:  # one odd file must never stop the pass (logged, counted)
-            logger.warning("reader %s failed on %s", fmt, path, exc_info=True)
+            logger.warning("reader %s failed on %s", fmt, file.path, exc_info=True)
             return self._skip(outcome, "reader_error")
         outcome.skipped.update(result.skipped)
         outcome.bytes_read = max(0, result.end_offset - plan.start)
-        start = 0 if result.replace else plan.start
+        if plan.start == 0 and not result.sessions:
+            # a file of a known format holding no conversation: said so, and remembered
+            # (an append later is read from where this pass stopped)
+            outcome.skipped["no_conversation"] += 1
         for session in result.sessions:
             session.path = outcome.path
             apply_generic_signals(session, self.cfg.sources.correction_phrases)
             self.result.redactions.update(self.redact(session, self.cfg.curate))
         if self.dry_run:
-            self._store(outcome, path, st, head, fmt, result, start, plan, dry=True)
+            self._store(file, result, dry=True)
         else:
             with self.batch.file(outcome.bytes_read):
-                self._store(outcome, path, st, head, fmt, result, start, plan, dry=False)
+                self._store(file, result, dry=False)
+        if plan.start == 0 and not result.sessions:
+            outcome.status = "skipped"
         return outcome
 
-    def _store(
-        self,
-        outcome: FileOutcome,
-        path: Path,
-        st: os.stat_result,
-        head: bytes,
-        fmt: str,
-        result: ReadResult,
-        start: int,
-        plan: _Plan,
-        dry: bool,
-    ) -> None:
-        key = outcome.path
-        stored = self._stored_keys(key) if key in self.known else set()
+    def _store(self, file: _File, result: ReadResult, dry: bool) -> None:
+        key, outcome = file.key, file.outcome
+        stored = session_store.stored_keys(self.conn, key) if key in self.known else set()
         # sessions are per file: a file never stored before has only new ones
-        known_sessions = self._known_sessions(result.sessions) if key in self.known else set()
-        fresh = [(s, m) for s in result.sessions for m in s.messages if (s.id, m.key) not in stored]
+        known_sessions = (
+            session_store.known_session_ids(self.conn, [s.id for s in result.sessions])
+            if key in self.known
+            else set()
+        )
+        fresh = [m for s in result.sessions for m in s.messages if (s.id, m.key) not in stored]
         outcome.sessions = len(result.sessions)
         outcome.new_messages = len(fresh)
-        outcome.new_turns = sum(1 for _, m in fresh if m.role == "assistant" and not is_dropped(m))
-        self.result.new_sessions += sum(1 for s in result.sessions if s.id not in known_sessions)
+        outcome.new_answers = sum(1 for m in fresh if m.role == "assistant" and not is_dropped(m))
+        outcome.new_interactions = sum(1 for m in fresh if m.role == "user" and m.typed)
+        outcome.new_sessions = sum(1 for s in result.sessions if s.id not in known_sessions)
+        self.result.new_sessions += outcome.new_sessions
         if dry:
             return
-        dropped = plan.drop_stored or result.replace
+        dropped = file.plan.drop_stored or result.replace
         if dropped:
-            self.conn.execute("DELETE FROM messages WHERE file_path = ?", (key,))
-            self.conn.execute("DELETE FROM sessions WHERE path = ?", (key,))
+            session_store.drop_file(self.conn, key)
+        start = 0 if result.replace else file.plan.start
         for session in result.sessions:
             new = dropped or session.id not in known_sessions
-            _write_session(self.conn, session, key, start, new)
-        self._record_file(key, fmt, st, head, result.end_offset, result.carry, "ok", None)
-
-    def _stored_keys(self, key: str) -> set[tuple[str, str]]:
-        rows = self.conn.execute("SELECT session_id, key FROM messages WHERE file_path = ?", (key,))
-        return {(r[0], r[1]) for r in rows}
-
-    def _known_sessions(self, sessions: list[Session]) -> set[str]:
-        if not sessions:
-            return set()
-        ids = [s.id for s in sessions]
-        marks = ",".join("?" * len(ids))
-        rows = self.conn.execute(f"SELECT id FROM sessions WHERE id IN ({marks})", ids)
-        return {r[0] for r in rows}
+            session_store.write_session(self.conn, session, key, start, new)
+        self._record_file(file, result.end_offset, result.carry, "ok", None)
 
     def _record_file(
-        self,
-        key: str,
-        fmt: str | None,
-        st: os.stat_result,
-        head: bytes,
-        offset: int,
-        carry: dict[str, Any],
-        status: str,
-        error: str | None,
+        self, file: _File, offset: int, carry: dict[str, Any], status: str, error: str | None
     ) -> None:
+        st = file.st
         self.conn.execute(
             "INSERT OR REPLACE INTO files (path, format, device, inode, size, mtime_ns,"
             " head_hash, offset, carry, status, error, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                key,
-                fmt,
+                file.key,
+                file.fmt,
                 st.st_dev,
                 st.st_ino,
                 st.st_size,
                 st.st_mtime_ns,
-                _fingerprint(head, st.st_size),
+                _fingerprint(file.head, st.st_size),
                 offset,
                 orjson.dumps(carry).decode(),
                 status,
@@ -519,77 +524,6 @@ class _Ingestor:
                 now_iso(),
             ),
         )
-
-
-_SESSION_UPSERT = """
-INSERT INTO sessions (id, source_format, path, native_id, started_at, project, title,
-                      parent_id, metadata, n_messages, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(id) DO UPDATE SET
-    started_at = COALESCE(sessions.started_at, excluded.started_at),
-    project = COALESCE(excluded.project, sessions.project),
-    title = COALESCE(excluded.title, sessions.title),
-    parent_id = COALESCE(excluded.parent_id, sessions.parent_id),
-    metadata = json_patch(sessions.metadata, excluded.metadata),
-    updated_at = excluded.updated_at
-"""
-
-_MESSAGE_UPSERT = """
-INSERT INTO messages (session_id, key, seq, file_path, data, role, signals)
-VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT(session_id, key) DO UPDATE SET
-    seq = excluded.seq, file_path = excluded.file_path, data = excluded.data,
-    role = excluded.role, signals = excluded.signals
-"""
-
-
-def _write_session(
-    conn: sqlite3.Connection, session: Session, file_key: str, start: int, new: bool
-) -> None:
-    """Upsert a session and its messages (``new``: nothing of it is stored yet)."""
-    keys = [message.key or f"#{index}" for index, message in enumerate(session.messages)]
-    conn.execute(
-        _SESSION_UPSERT,
-        (
-            session.id,
-            session.source_format,
-            file_key,
-            session.native_id,
-            session.started_at,
-            session.project,
-            session.title,
-            session.parent_id,
-            _dumps(session.metadata),
-            len(set(keys)),
-            now_iso(),
-        ),
-    )
-    base = start * SEQ_STRIDE
-    conn.executemany(
-        _MESSAGE_UPSERT,
-        [
-            (
-                session.id,
-                keys[index],
-                base + index,
-                file_key,
-                _dumps(message),
-                message.role,
-                ",".join([s.kind for s in message.signals]) if message.signals else "",
-            )
-            for index, message in enumerate(session.messages)
-        ],
-    )
-    if not new:
-        conn.execute(
-            "UPDATE sessions SET n_messages = (SELECT COUNT(*) FROM messages WHERE session_id = ?)"
-            " WHERE id = ?",
-            (session.id, session.id),
-        )
-
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 # --------------------------------------------------------------------------- the stage
@@ -681,113 +615,3 @@ def _record_event(conn: sqlite3.Connection, started: str, result: IngestResult) 
             " VALUES ('ingest', 'done', ?, ?, ?)",
             (result.summary(), started, now_iso()),
         )
-
-
-# --------------------------------------------------------------------------- reading back
-
-
-def load_sessions(
-    conn: sqlite3.Connection, *, ids: Sequence[str] | None = None
-) -> Iterator[Session]:
-    """Stored sessions with their messages in order (all, oldest first, or ``ids``)."""
-    if ids is None:
-        rows = conn.execute("SELECT * FROM sessions ORDER BY started_at, path, id").fetchall()
-    else:
-        by_id = {}
-        for chunk in range(0, len(ids), 500):
-            part = list(ids[chunk : chunk + 500])
-            marks = ",".join("?" * len(part))
-            for row in conn.execute(f"SELECT * FROM sessions WHERE id IN ({marks})", part):
-                by_id[row["id"]] = row
-        rows = [by_id[i] for i in ids if i in by_id]
-    for row in rows:
-        yield _session_from_row(conn, row)
-
-
-def _session_from_row(conn: sqlite3.Connection, row: sqlite3.Row) -> Session:
-    messages = [
-        _message_from_json(r[0])
-        for r in conn.execute(
-            "SELECT data FROM messages WHERE session_id = ? ORDER BY seq", (row["id"],)
-        )
-    ]
-    return Session(
-        id=row["id"],
-        source_format=row["source_format"],
-        path=row["path"],
-        native_id=row["native_id"] or "",
-        started_at=row["started_at"],
-        project=row["project"],
-        title=row["title"],
-        parent_id=row["parent_id"],
-        messages=messages,
-        metadata=orjson.loads(row["metadata"]),
-    )
-
-
-def _message_from_json(data: str) -> Message:
-    return Message.from_dict(orjson.loads(data))
-
-
-def find_session(conn: sqlite3.Connection, prefix: str) -> str:
-    """The one session id starting with ``prefix``; a UsageError when none or several."""
-    rows = conn.execute(
-        "SELECT id FROM sessions WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
-        (prefix, prefix + "\U0010ffff"),
-    ).fetchall()
-    if not rows:
-        raise UsageError(
-            f"no session id starts with '{prefix}'", hint="see `mlx-rsi sessions list`"
-        )
-    if len(rows) > 1:
-        shown = ", ".join(r[0] for r in rows[:5])
-        raise UsageError(
-            f"session id prefix '{prefix}' is ambiguous ({shown} …)", hint="give more characters"
-        )
-    return str(rows[0][0])
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    """One row of `mlx-rsi sessions list`."""
-
-    id: str
-    source_format: str
-    started_at: str | None
-    project: str | None
-    title: str | None
-    messages: int
-    turns: int
-    signals: dict[str, int]
-    parent_id: str | None
-
-
-def session_summaries(
-    conn: sqlite3.Connection, *, fmt: str | None = None, limit: int | None = 50
-) -> list[SessionSummary]:
-    """Stored sessions, newest first, with their assistant turns and signal counts."""
-    where, args = ("WHERE s.source_format = ?", [fmt]) if fmt else ("", [])
-    rows = conn.execute(
-        "SELECT s.id, s.source_format, s.started_at, s.project, s.title, s.n_messages,"
-        " s.parent_id,"
-        " (SELECT COUNT(*) FROM messages m WHERE m.session_id = s.id"
-        "  AND m.role = 'assistant') AS turns,"
-        " (SELECT GROUP_CONCAT(m.signals, ',') FROM messages m WHERE m.session_id = s.id"
-        "  AND m.signals != '') AS signals"
-        f" FROM sessions s {where} ORDER BY s.started_at DESC, s.id LIMIT ?",
-        [*args, -1 if limit is None else limit],
-    )
-    return [
-        SessionSummary(
-            id=row["id"],
-            source_format=row["source_format"],
-            started_at=row["started_at"],
-            project=row["project"],
-            title=row["title"],
-            messages=row["n_messages"],
-            turns=row["turns"],
-            signals=dict(Counter(k for k in (row["signals"] or "").split(",") if k)),
-            parent_id=row["parent_id"],
-        )
-        for row in rows
-    ]

@@ -404,7 +404,8 @@ def _time_redaction() -> list[float]:
 def _counts(result: IngestResult) -> str:
     return (
         f"{result.files_read} files read, {result.new_messages} new messages, "
-        f"{result.new_turns} turns, {sum(result.redactions.values())} redactions"
+        f"{result.new_interactions} interactions, {result.new_answers} answers, "
+        f"{sum(result.redactions.values())} redactions"
     )
 
 

@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from mlx_rsi.config import Config, SourcesConfig, WatchedFolder
-from mlx_rsi.ingest import (
-    find_session,
-    ingest,
-    load_sessions,
-    session_summaries,
-    standard_locations,
-)
+from mlx_rsi.ingest import ingest, standard_locations
+from mlx_rsi.session_store import find_session, load_sessions, session_summaries
 from mlx_rsi.workspace import Workspace
 
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
@@ -64,7 +59,12 @@ def test_ingest_folder_then_rescan_adds_nothing(ws, tmp_path):
     write(logs / "a" / "interactions.jsonl", interaction("q1", "a1", success=True))
     write(logs / "b" / "interactions.jsonl", interaction("q2", "a2"))
     first = ingest(ws, Config(), [logs])
-    assert (first.files_seen, first.files_read, first.new_messages, first.new_turns) == (2, 2, 4, 2)
+    assert (first.files_seen, first.files_read, first.new_messages, first.new_answers) == (
+        2,
+        2,
+        4,
+        2,
+    )
     assert first.new_sessions == 2
     assert first.formats == {"collector": 2}
     again = ingest(ws, Config(), [logs])
@@ -85,7 +85,7 @@ def test_append_reads_only_new_turns_and_equals_one_clean_pass(ws, tmp_path):
     with path.open("a") as handle:
         handle.write(interaction("that's wrong, use 2025", "fixed"))
     second = ingest(ws, Config(), [path])
-    assert (second.new_messages, second.new_turns) == (2, 1)
+    assert (second.new_messages, second.new_answers) == (2, 1)
     incremental = stored(ws)
 
     clean = Workspace(tmp_path / "clean")
@@ -96,7 +96,12 @@ def test_append_reads_only_new_turns_and_equals_one_clean_pass(ws, tmp_path):
     assert incremental[0][1][1][3] == ["correction"]
     with ws.store() as conn:
         (summary,) = session_summaries(conn)
-    assert (summary.messages, summary.turns, summary.signals) == (4, 2, {"correction": 1})
+    assert (summary.messages, summary.interactions, summary.answers, summary.signals) == (
+        4,
+        2,
+        2,
+        {"correction": 1},
+    )
 
 
 def test_partial_last_line_waits_for_the_next_pass(ws, tmp_path):
@@ -309,7 +314,7 @@ def test_cli_ingest_prints_summary_and_skips(cli, tmp_path):
     result = cli("ingest", str(tmp_path / "logs"))
     assert result.exit_code == 0, result.output
     assert "2 files (1 read, 0 unchanged, 1 skipped)" in result.output
-    assert "2 new messages (1 turns)" in result.output
+    assert "2 new messages (1 interactions, 1 answers)" in result.output
     assert f"skipped in {(tmp_path / 'logs' / 'junk.json').resolve()}: binary 1" in result.output
     dry = cli("ingest", str(tmp_path / "logs"), "--dry-run")
     assert dry.exit_code == 0 and "dry run" in dry.output

@@ -21,7 +21,7 @@ def ingested(cli, tmp_path):
 
 
 def session_ids(cli) -> dict[str, str]:
-    from mlx_rsi.ingest import session_summaries
+    from mlx_rsi.session_store import session_summaries
     from mlx_rsi.workspace import Workspace
 
     with Workspace(cli.workspace).store() as conn:

@@ -81,7 +81,7 @@ def test_history_is_found_in_a_repo_despite_the_dot_name(tmp_path):
     copy_fixture(AIDER, tmp_path)
     result = ingest(ws, Config(), [tmp_path / "logs"])
     assert result.formats == {"aider": 1}
-    assert result.new_turns == 4
+    assert result.new_answers == 4
 
 
 def test_appending_line_by_line_equals_one_clean_pass(tmp_path):

@@ -16,8 +16,9 @@ from test_sources_common import (
 )
 
 from mlx_rsi.config import Config
-from mlx_rsi.ingest import ingest, load_sessions
+from mlx_rsi.ingest import ingest
 from mlx_rsi.records import session_id
+from mlx_rsi.session_store import load_sessions
 from mlx_rsi.sources.claude_code import READER
 from mlx_rsi.workspace import Workspace
 

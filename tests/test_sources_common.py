@@ -10,8 +10,9 @@ import pytest
 
 from mlx_rsi.config import Config
 from mlx_rsi.errors import UsageError
-from mlx_rsi.ingest import ingest, load_sessions
+from mlx_rsi.ingest import ingest
 from mlx_rsi.records import Message, Session
+from mlx_rsi.session_store import load_sessions
 from mlx_rsi.sources import REGISTRY, detect_format, format_names, get_reader
 from mlx_rsi.workspace import Workspace
 

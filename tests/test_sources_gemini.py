@@ -7,8 +7,9 @@ import json
 from test_sources_common import GEMINI_JSON, GEMINI_JSONL, GEMINI_SUB, copy_fixture, row
 
 from mlx_rsi.config import Config
-from mlx_rsi.ingest import ingest, load_sessions
+from mlx_rsi.ingest import ingest
 from mlx_rsi.records import session_id
+from mlx_rsi.session_store import load_sessions
 from mlx_rsi.sources.gemini import READER
 from mlx_rsi.workspace import Workspace
 
@@ -133,7 +134,7 @@ def test_rewritten_session_replaces_what_was_stored(tmp_path):
     ws.create()
     path = copy_fixture(GEMINI_JSONL, tmp_path)
     first = ingest(ws, Config(), [path])
-    assert (first.new_messages, first.new_turns) == (5, 2)
+    assert (first.new_messages, first.new_answers) == (5, 2)
     with path.open("a") as handle:
         handle.write(json.dumps({"$rewindTo": "n5"}) + "\n")
         handle.write(

@@ -7,7 +7,8 @@ import json
 from test_sources_common import GENERIC, row
 
 from mlx_rsi.config import Config
-from mlx_rsi.ingest import ingest, load_sessions
+from mlx_rsi.ingest import ingest
+from mlx_rsi.session_store import load_sessions
 from mlx_rsi.sources.alpaca import READER as ALPACA
 from mlx_rsi.sources.completions import READER as COMPLETIONS
 from mlx_rsi.sources.openai import READER as OPENAI

@@ -24,9 +24,17 @@ MAX_SKIPPED_ROWS = 30
     help=f"Read every file as this format instead of detecting it: {', '.join(format_names())}.",
 )
 @click.option("--dry-run", is_flag=True, help="Read and count, but store nothing.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="One line per file read or skipped: the format detected and what it held.",
+)
 @config_option
 @pass_app
-def ingest(app: AppContext, paths: tuple[Path, ...], fmt: str | None, dry_run: bool) -> None:
+def ingest(
+    app: AppContext, paths: tuple[Path, ...], fmt: str | None, dry_run: bool, verbose: bool
+) -> None:
     """Ingest session logs from PATHS (files or folders, recursive).
 
     Without PATHS, the watched folders of the config's `sources.watch` are read.
@@ -34,11 +42,16 @@ def ingest(app: AppContext, paths: tuple[Path, ...], fmt: str | None, dry_run: b
     from where the last pass stopped, rewritten files are read again without
     duplicating anything. Secrets are redacted before anything is stored.
 
+    Counts: a *prompt* is a message the person typed; an *interaction* is a
+    prompt with everything the assistant did for it (the unit `curate` turns
+    into an example); an *answer* is one assistant message.
+
     \b
     Examples:
       mlx-rsi ingest ~/.claude/projects
       mlx-rsi ingest conversations.json --format chatgpt
       mlx-rsi ingest ./logs --dry-run
+      mlx-rsi ingest ./logs -v
     """
     from mlx_rsi.ingest import ingest as run_ingest
 
@@ -53,6 +66,10 @@ def ingest(app: AppContext, paths: tuple[Path, ...], fmt: str | None, dry_run: b
             on_progress=lambda done, total, _path: task.update(done, total=total),
         )
     ui.line(result.summary())
+    if verbose:
+        for outcome in result.outcomes:
+            ui.line(f"  {outcome.describe()}")
+        return
     skipped = sorted(result.skipped.items())
     for path, reasons in skipped[:MAX_SKIPPED_ROWS]:
         ui.line(f"  skipped in {path}: {_reasons(reasons)}")

@@ -33,13 +33,13 @@ def sessions() -> None:
 @config_option
 @pass_app
 def list_command(app: AppContext, fmt: str | None, limit: int) -> None:
-    """Show the newest sessions: id, format, start, project, turns and signals.
+    """Show the newest sessions: id, format, start, title, interactions, answers, signals.
 
     \b
     Example:
       mlx-rsi sessions list --format claude_code --limit 20
     """
-    from mlx_rsi.ingest import session_summaries
+    from mlx_rsi.session_store import session_summaries
 
     with app.workspace.store() as conn:
         rows = session_summaries(conn, fmt=fmt, limit=limit or None)
@@ -50,14 +50,14 @@ def list_command(app: AppContext, fmt: str | None, limit: int) -> None:
             row.source_format,
             (row.started_at or "")[:19],
             _shorten(row.title or row.project or "", 40),
-            row.turns,
+            row.interactions,
+            row.answers,
             _signals_text(row.signals),
         )
         for row in rows
     ]
-    ui.table(
-        f"{len(rows)} sessions", ["id", "format", "started", "title", "turns", "signals"], table
-    )
+    headers = ["id", "format", "started", "title", "interactions", "answers", "signals"]
+    ui.table(f"{len(rows)} sessions", headers, table)
 
 
 @sessions.command("show")
@@ -72,7 +72,7 @@ def show_command(app: AppContext, session_id: str, full: bool) -> None:
     Example:
       mlx-rsi sessions show 3fa2c1
     """
-    from mlx_rsi.ingest import find_session, load_sessions
+    from mlx_rsi.session_store import find_session, load_sessions
 
     with app.workspace.store() as conn:
         (session,) = load_sessions(conn, ids=[find_session(conn, session_id)])

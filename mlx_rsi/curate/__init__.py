@@ -34,6 +34,7 @@ from mlx_rsi.curate.redact import redact_session, redact_text
 from mlx_rsi.curate.score import score_signals, validate_score_rules
 from mlx_rsi.errors import ConfigError
 from mlx_rsi.records import Example, Session
+from mlx_rsi.session_store import load_sessions
 from mlx_rsi.workspace import Workspace, now_iso, transaction
 
 __all__ = ["CurateResult", "curate", "curate_sessions", "redact_session", "redact_text"]
@@ -102,8 +103,6 @@ def validate_curate_config(cfg: Config) -> None:
 
 def curate(ws: Workspace, cfg: Config, *, dry_run: bool = False) -> CurateResult:
     """Curate every stored session; store the examples unless ``dry_run``."""
-    from mlx_rsi.ingest import load_sessions
-
     validate_curate_config(cfg)
     conn = ws.store()
     try:
