@@ -4,7 +4,7 @@ Same interface as the guide's step 3 class (``WorkSessionCollector(name)`` and
 ``record(user_input, assistant_output, metadata=None)``), but each call appends
 one JSON line and fsyncs it instead of rewriting the whole file, so a crash never
 loses earlier interactions and ``mlx-rsi ingest`` can read the file incrementally.
-Session names that would escape the sessions root are refused.
+A session name is a plain name, never a path (``mlx_rsi.names``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlx_rsi.errors import UsageError
+from mlx_rsi.names import check_name
 
 INTERACTIONS_FILE = "interactions.jsonl"
 
@@ -52,20 +52,5 @@ class WorkSessionCollector:
 
 
 def validate_session_name(name: str) -> str:
-    """Refuse names that are empty, absolute, contain NUL, or climb out with '..'."""
-    if not isinstance(name, str) or not name.strip():
-        raise UsageError("session name must be a non-empty string")
-    if "\0" in name:
-        raise UsageError("session name must not contain NUL bytes")
-    path = Path(name)
-    if path.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise UsageError(
-            f"session name '{name}' is an absolute path",
-            hint="use a plain name such as 'recursive_v1'",
-        )
-    if any(part in ("..", ".") for part in Path(name.replace("\\", "/")).parts):
-        raise UsageError(
-            f"session name '{name}' would escape the sessions folder",
-            hint="use a plain name without '..'",
-        )
-    return name
+    """The session name when it is a plain name (mlx_rsi.names); else a UsageError."""
+    return check_name(name, "session name")

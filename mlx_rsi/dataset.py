@@ -39,7 +39,8 @@ import orjson
 
 from mlx_rsi import atomic
 from mlx_rsi.config import Config, to_plain
-from mlx_rsi.errors import DatasetError
+from mlx_rsi.errors import DatasetError, TargetExistsError
+from mlx_rsi.names import check_name
 from mlx_rsi.records import Example
 from mlx_rsi.synth import IDENTITY_SESSION
 from mlx_rsi.workspace import Workspace, now_iso, transaction
@@ -88,9 +89,16 @@ class _Split:
 def build_dataset(
     ws: Workspace, cfg: Config, examples: list[Example], *, name: str
 ) -> DatasetVersion:
-    """Split ``examples``, write ``datasets/<name>/`` and register it in the state store."""
+    """Split ``examples``, write ``datasets/<name>/`` and register it in the state store.
+
+    ``name`` must be a plain name (mlx_rsi.names) not used by another dataset: an
+    existing dataset is never replaced. The only folder taken over is this name's own
+    unregistered leftover (a build that died before registering it).
+    """
+    check_name(name, "dataset name")
     conn = ws.store()
     try:
+        _refuse_existing(conn, ws, name)
         parent = _parent(conn, name)
         split = split_examples(examples, cfg, _carried_test(parent))
         if split.carried_test and parent is not None:  # describe the test set as its parent did
@@ -99,7 +107,7 @@ def build_dataset(
                 for key in ("categories", "origins")
             }
         final = ws.datasets_dir / name
-        with atomic.staged_dir(final) as folder:
+        with atomic.staged_dir(final, replace=_own_leftover(final, name)) as folder:
             files = {
                 s: _write_split(folder / f"{s}.jsonl", getattr(split, s), split, s) for s in SPLITS
             }
@@ -116,6 +124,29 @@ def build_dataset(
     version = DatasetVersion(name, final, manifest)
     log.info("%s", version.summary())
     return version
+
+
+def _refuse_existing(conn: sqlite3.Connection, ws: Workspace, name: str) -> None:
+    folder = ws.datasets_dir / name
+    registered = conn.execute("SELECT 1 FROM datasets WHERE name = ?", (name,)).fetchone()
+    if registered or (atomic.occupied(folder) and not _own_leftover(folder, name)):
+        raise TargetExistsError(
+            f"dataset '{name}' already exists ({folder})",
+            hint="choose another --name; `mlx-rsi dataset list` shows the names in use",
+        )
+
+
+def _own_leftover(folder: Path, name: str) -> bool:
+    """True for a folder this module wrote for ``name`` (its manifest says so)."""
+    try:
+        manifest = orjson.loads((folder / MANIFEST).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return False
+    return (
+        isinstance(manifest, dict)
+        and manifest.get("format") == FORMAT
+        and (manifest.get("name") == name)
+    )
 
 
 def split_examples(

@@ -37,15 +37,17 @@ def test_metadata_defaults_to_empty(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "a/../../b", "/etc/passwd", "a\0b", "", "  ", "..", "C:x"]
+    "name",
+    ["../x", "a/../../b", "/etc/passwd", "a\0b", "", "  ", "..", "C:x", "team/alice", ".hidden"],
 )
-def test_escaping_names_are_refused(tmp_path, name):
+def test_names_that_are_not_plain_are_refused(tmp_path, name):
     with pytest.raises(UsageError):
         WorkSessionCollector(name, root=tmp_path)
     assert not (tmp_path.parent / "x").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_nested_plain_name_is_allowed(tmp_path):
-    collector = WorkSessionCollector("team/alice", root=tmp_path)
-    collector.record("q", "a")
-    assert (tmp_path / "team" / "alice" / "interactions.jsonl").is_file()
+def test_plain_names_are_allowed(tmp_path):
+    for name in ("recursive_v1", "session-2", "v1.1", "équipe"):
+        WorkSessionCollector(name, root=tmp_path).record("q", "a")
+        assert (tmp_path / name / "interactions.jsonl").is_file()

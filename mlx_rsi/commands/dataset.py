@@ -75,8 +75,11 @@ def build(app: AppContext, name: str | None) -> None:
     from mlx_rsi.curate import load_examples
     from mlx_rsi.dataset import build_dataset
     from mlx_rsi.errors import DatasetError
+    from mlx_rsi.names import check_name
     from mlx_rsi.registry import next_version_name
 
+    if name is not None:
+        check_name(name, "dataset name")
     ui = UI(app.quiet)
     conn = app.workspace.store()
     try:
@@ -102,13 +105,20 @@ def build(app: AppContext, name: str | None) -> None:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Folder to write.",
+    help="Folder to write (must be empty or new, unless --force).",
 )
+@click.option("--force", is_flag=True, help="Write into OUT even when it holds files.")
 @pass_app
-def export(app: AppContext, name: str, fmt: str, out: Path) -> None:
+def export(app: AppContext, name: str, fmt: str, out: Path, force: bool) -> None:
     """Export dataset NAME for LLaMA-Factory, mlx-lm or OpenAI fine-tuning."""
+    from mlx_rsi import atomic
     from mlx_rsi.dataset import export_dataset, load_dataset
+    from mlx_rsi.errors import TargetExistsError
 
+    if atomic.occupied(out) and not force:
+        raise TargetExistsError(
+            f"{out} is not empty", hint="choose an empty folder, or pass --force to write into it"
+        )
     ui = UI(app.quiet)
     found = load_dataset(app.workspace, name)
     written = export_dataset(found.path, fmt, out, name=found.name.replace(".", "_"))

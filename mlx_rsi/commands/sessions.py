@@ -72,8 +72,10 @@ def show_command(app: AppContext, session_id: str, full: bool) -> None:
     Example:
       mlx-rsi sessions show 3fa2c1
     """
+    from mlx_rsi.names import check_name
     from mlx_rsi.session_store import find_session, load_sessions
 
+    check_name(session_id, "session id prefix")
     with app.workspace.store() as conn:
         (session,) = load_sessions(conn, ids=[find_session(conn, session_id)])
     ui = UI(app.quiet)
