@@ -1,11 +1,18 @@
-"""What every command gets from the global options: workspace, config, verbosity."""
+"""What every command gets from the global options: workspace, config, verbosity.
+
+Commands that write hold the workspace lock (:meth:`AppContext.writing`) for their
+whole run, so two writers never share a cycle; readers never take it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_rsi.config import Config, load_config
+from mlx_rsi.lock import WorkspaceLock
 from mlx_rsi.workspace import Workspace, resolve_workspace
 
 
@@ -34,3 +41,19 @@ class AppContext:
         if self._config is None:
             self._config = load_config(self.config_path)
         return self._config
+
+    @contextmanager
+    def writing(self, command: str, *, creates: bool = False) -> Iterator[None]:
+        """Hold the workspace lock while ``command`` writes (LockHeldError when taken).
+
+        ``creates``: the command makes the workspace, so its folder is made first.
+        Without it, a missing workspace is left for the command to report.
+        """
+        root = self.workspace.root
+        if creates:
+            root.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():
+            yield
+            return
+        with WorkspaceLock(root, command):
+            yield

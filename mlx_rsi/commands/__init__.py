@@ -1,7 +1,14 @@
-"""One module per CLI command; shared option decorators live here."""
+"""One module per CLI command; shared option decorators live here.
+
+A command that writes to the workspace declares it with :func:`writes_workspace`
+(below ``@pass_app``): it then runs under the workspace lock, and a second writer
+exits with one line naming the holder. Commands without it are readers and run
+while a cycle does.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,3 +41,39 @@ def config_option(func: F) -> F:
         help="Config YAML (overrides the workspace's mlx-rsi.yaml).",
     )(func)
     return decorated
+
+
+def writes_workspace(
+    func: F | None = None,
+    *,
+    creates: bool = False,
+    output: str | None = None,
+    unless: str | None = None,
+) -> Any:
+    """Run the command under the workspace lock.
+
+    ``creates``: the command may create the workspace (init, train). ``output``:
+    the parameter holding the path the command writes; the lock is taken only when
+    that path lies inside the workspace (an export elsewhere reads only).
+    ``unless``: a flag parameter that makes the run read-only (``dry_run``).
+    """
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(app: AppContext, *args: Any, **kwargs: Any) -> Any:
+            read_only = bool(unless and kwargs.get(unless))
+            if read_only or (output and not _inside(kwargs.get(output), app.workspace.root)):
+                return command(app, *args, **kwargs)
+            name = click.get_current_context().command_path
+            with app.writing(name, creates=creates):
+                return command(app, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
+
+
+def _inside(path: Path | None, root: Path) -> bool:
+    if path is None:
+        return False
+    return Path(path).expanduser().resolve().is_relative_to(root.resolve())

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mlx_rsi import atomic
-from mlx_rsi.commands import config_option, pass_app
+from mlx_rsi.commands import config_option, pass_app, writes_workspace
 from mlx_rsi.context import AppContext
 from mlx_rsi.errors import TargetExistsError
 from mlx_rsi.modelpath import resolve_base_model
@@ -33,6 +33,7 @@ def adapter() -> None:
 @click.option("--base", "base", help="Base model the adapter belongs to (default: model.base).")
 @click.option("--force", is_flag=True, help="Replace DST if it exists.")
 @pass_app
+@writes_workspace(output="dst")
 def convert(
     app: AppContext, src: Path, dst: Path, layout: str, base: str | None, force: bool
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mlx_rsi.commands import config_option, pass_app
+from mlx_rsi.commands import config_option, pass_app, writes_workspace
 from mlx_rsi.context import AppContext
 from mlx_rsi.ui import UI
 
@@ -13,6 +13,7 @@ from mlx_rsi.ui import UI
 @click.option("--dry-run", is_flag=True, help="Show what would be kept; store nothing.")
 @config_option
 @pass_app
+@writes_workspace(unless="dry_run")
 def curate(app: AppContext, dry_run: bool) -> None:
     """Score, categorize, filter and deduplicate the ingested sessions.
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlx_rsi.commands import config_option, pass_app
+from mlx_rsi.commands import config_option, pass_app, writes_workspace
 from mlx_rsi.context import AppContext
 from mlx_rsi.ui import UI
 
@@ -70,6 +70,7 @@ def show(app: AppContext, name: str) -> None:
 @click.option("--name", help="Dataset name (default: the next version, e.g. v1.2).")
 @config_option
 @pass_app
+@writes_workspace
 def build(app: AppContext, name: str | None) -> None:
     """Build a dataset version from the examples the last `mlx-rsi curate` stored."""
     from mlx_rsi.curate import load_examples
@@ -109,6 +110,7 @@ def build(app: AppContext, name: str | None) -> None:
 )
 @click.option("--force", is_flag=True, help="Write into OUT even when it holds files.")
 @pass_app
+@writes_workspace(output="out")
 def export(app: AppContext, name: str, fmt: str, out: Path, force: bool) -> None:
     """Export dataset NAME for LLaMA-Factory, mlx-lm or OpenAI fine-tuning."""
     from mlx_rsi import atomic

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlx_rsi.commands import config_option, pass_app
+from mlx_rsi.commands import config_option, pass_app, writes_workspace
 from mlx_rsi.context import AppContext
 from mlx_rsi.sources import format_names
 from mlx_rsi.ui import UI
@@ -32,6 +32,7 @@ MAX_SKIPPED_ROWS = 30
 )
 @config_option
 @pass_app
+@writes_workspace(unless="dry_run")
 def ingest(
     app: AppContext, paths: tuple[Path, ...], fmt: str | None, dry_run: bool, verbose: bool
 ) -> None:

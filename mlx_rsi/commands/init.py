@@ -7,7 +7,7 @@ from importlib import resources
 import click
 
 from mlx_rsi import atomic
-from mlx_rsi.commands import pass_app
+from mlx_rsi.commands import pass_app, writes_workspace
 from mlx_rsi.context import AppContext
 from mlx_rsi.errors import UsageError
 from mlx_rsi.ui import UI, stdin_is_tty
@@ -27,6 +27,7 @@ def default_config_text() -> str:
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing mlx-rsi.yaml.")
 @pass_app
+@writes_workspace(creates=True)
 def init(
     app: AppContext, base_model: str | None, standard_sources: bool | None, force: bool
 ) -> None:

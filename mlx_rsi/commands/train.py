@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from backends.base import TrainEvent
-from mlx_rsi.commands import config_option, pass_app
+from mlx_rsi.commands import config_option, pass_app, writes_workspace
 from mlx_rsi.config import with_overrides
 from mlx_rsi.context import AppContext
 from mlx_rsi.cycle import run_cycle
@@ -37,6 +37,7 @@ from mlx_rsi.ui import UI
 )
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @pass_app
+@writes_workspace(creates=True)
 def train(
     app: AppContext,
     backend: str | None,
