@@ -29,7 +29,7 @@ def test_main_session_turns_tools_and_signals():
     result = READER.read(CLAUDE)
     assert result.skipped == {"unknown_record_type": 1}
     sessions = by_native(result.sessions)
-    assert set(sessions) == {"0b7e4c2a-session", "0b7e4c2a-session:sidechain"}
+    assert set(sessions) == {"0b7e4c2a-session", "0b7e4c2a-session:task:toolu_08"}
     main = sessions["0b7e4c2a-session"]
     assert main.title == "date parser fix"  # custom-title wins over the summary
     assert main.project == "/home/alice/proj"
@@ -202,7 +202,7 @@ def test_main_session_turns_tools_and_signals():
 
 def test_inline_sidechain_is_its_own_session_pointing_at_the_main_one():
     sessions = by_native(READER.read(CLAUDE).sessions)
-    main, side = sessions["0b7e4c2a-session"], sessions["0b7e4c2a-session:sidechain"]
+    main, side = sessions["0b7e4c2a-session"], sessions["0b7e4c2a-session:task:toolu_08"]
     assert side.parent_id == main.id
     assert side.title is None
     assert [row(m) for m in side.messages] == [
@@ -236,7 +236,7 @@ def test_next_pass_starts_at_the_last_typed_prompt():
     data = CLAUDE.read_bytes()
     result = READER.read(CLAUDE)
     assert data[result.end_offset :].startswith(b'{"parentUuid":"a14"')  # u8's line
-    assert result.carry == {"anchor": "a14", "scanned": len(data)}
+    assert result.carry == {"prompt": "u8", "last": "u8", "scanned": len(data)}
 
 
 def test_correction_reaches_the_answer_through_ingest(tmp_path):

@@ -54,6 +54,8 @@ class ReadResult:
     carry: dict[str, Any] = field(default_factory=dict)
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
     replace: bool = False  # the result is the whole file: drop what was stored from it
+    # what a file without conversation held, when it is known (e.g. "agent metadata")
+    note: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,25 @@
 
 Append-only JSONL (FORMATS.md). What this reader does with it:
 
-- conversation records (``user`` / ``assistant``) form a tree by ``uuid`` /
-  ``parentUuid``. Where the person went back and edited a prompt, a record has
-  several prompt children (or several distinct assistant answers): only the branch
-  leading to the latest record is kept. Other forks (parallel tool results) are kept.
+- every record with a ``uuid`` (user, assistant, and also ``system`` such as
+  ``stop_hook_summary`` / ``compact_boundary``, ``progress``, ``attachment``) is a
+  node of one tree linked by ``parentUuid`` (``logicalParentUuid`` across a
+  compaction). The kept transcript is exactly the chain that ends at the session's
+  last conversation record (the branch Claude Code resumes), walked through every
+  record kind; prompts the person edited away and everything after them are left
+  out. Off the chain, only the pieces of the chain's own API responses are kept:
+  records of a split response (same ``message.id``) and the results of its tool
+  calls, which parallel calls write as side branches;
 - assistant lines sharing ``message.id`` are one API response: merged into one
   message (text, thinking → ``reasoning``, ``tool_use`` → tool calls);
 - ``tool_result`` blocks become ``tool`` messages paired with their call by id;
-- ``isSidechain`` records (Task subagents) form a separate session whose
-  ``parent_id`` is the main session; ``agent-*.jsonl`` files are such sessions;
+- subagents: in 1.0.x, ``isSidechain`` records inline in the main file; each
+  ``Task`` call's sidechain (a tree of its own) becomes a session whose
+  ``parent_id`` is the main session and whose metadata names the call; from 2.x,
+  ``agent-*.jsonl`` files are such sessions, with their ``agent-*.meta.json``
+  sidecar (description, agent type) read into the metadata;
+- titles: a ``custom-title`` record, else a ``summary`` record whose ``leafUuid``
+  is a record of this session (summaries about other sessions are ignored);
 - ``isMeta``, ``isCompactSummary``, slash-command and hook texts are kept as user
   messages with ``typed=False``; image blocks become ``<IMAGE>``;
 - signals on the assistant message that made the call: ``tool_error``
@@ -18,8 +28,9 @@ Append-only JSONL (FORMATS.md). What this reader does with it:
   ``interrupt`` ("[Request interrupted by user"), ``api_error``
   (``isApiErrorMessage``).
 
-Incremental reads restart at the last typed prompt, so a turn is always read
-whole; a pass that finds the person rewound into older history re-reads the file.
+Incremental reads restart at the last typed prompt on the kept chain, so a turn is
+always read whole; a pass whose chain no longer runs through what the previous pass
+kept (the person rewound or edited) re-reads the whole file.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mlx_rsi.records import Message, Session, ToolCall, session_id
 from mlx_rsi.signals import add_signal, previous_answer
@@ -79,10 +92,26 @@ REJECTED = (
     "The user doesn't want to take this action right now",
 )
 REASON_MARK = "the user said:"
+# Tools that start a subagent (1.0.x "Task"; renamed "Agent" later).
+# Non-conversation records passed over when looking for a record's conversation parent.
+MAX_PASSED_NODES = 64
+TASK_TOOLS = frozenset({"Task", "Agent"})
+# Fields of an ``agent-<id>.meta.json`` sidecar kept, under the session metadata's names.
+AGENT_META_KEYS = {
+    "description": "description",
+    "agentType": "subagent_type",
+    "subagent_type": "subagent_type",
+    "subagentType": "subagent_type",
+    "type": "subagent_type",
+    "agentId": "agent_id",
+    "model": "model",
+    "toolUseId": "tool_call_id",
+    "tool_use_id": "tool_call_id",
+}
 
 
 class _Record:
-    """One conversation line, with the fields the tree walk needs read once."""
+    """One tree node (a line with a ``uuid``), with the fields the walk needs read once."""
 
     __slots__ = ("data", "kind", "link", "offset", "parent", "uuid")
 
@@ -101,6 +130,9 @@ class _Record:
     def content(self) -> Any:
         message = self.data.get("message")
         return message.get("content") if isinstance(message, dict) else None
+
+    def is_conversation(self) -> bool:
+        return self.kind in ("user", "assistant") and isinstance(self.data.get("message"), dict)
 
     def is_prompt(self) -> bool:
         """A user record with text (not only tool results): a turn the person started."""
@@ -126,19 +158,56 @@ class _Record:
             return str(message.get("id") or self.uuid)
         return None
 
+    def result_ids(self) -> list[str] | None:
+        """The call ids of a user record holding only tool results, else None."""
+        content = self.content
+        if self.kind != "user" or not isinstance(content, list) or not content:
+            return None
+        ids = []
+        for block in content:
+            if not isinstance(block, dict) or block.get("type") != "tool_result":
+                return None
+            ids.append(str(block.get("tool_use_id") or ""))
+        return ids
+
+    def call_ids(self) -> list[str]:
+        content = self.content if self.kind == "assistant" else None
+        if not isinstance(content, list):
+            return []
+        return [
+            str(b.get("id") or "")
+            for b in content
+            if isinstance(b, dict) and b.get("type") == "tool_use"
+        ]
+
 
 @dataclass
 class _Pass:
-    records: list[_Record] = field(default_factory=list)
-    title: str | None = None
-    summary: str | None = None
+    """What one scan of the file found."""
+
+    nodes: dict[str, _Record] = field(default_factory=dict)  # every record with a uuid
+    records: list[_Record] = field(default_factory=list)  # user/assistant, file order
+    custom_title: str | None = None
+    summaries: list[tuple[str, str]] = field(default_factory=list)  # (leafUuid, summary)
     scanned: int = 0
+
+
+@dataclass
+class _Group:
+    """One session's records: the main conversation, one inline Task sidechain, an agent file."""
+
+    name: str  # main | agent | task:<call id> | sidechain:<root uuid>
+    records: list[_Record]
+    kept: set[str] = field(default_factory=set)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 class ClaudeCodeReader:
     name = FORMAT
 
     def detect(self, path: Path, head: bytes) -> float:
+        if _is_agent_meta(path):
+            return 0.95
         for record in head_objects(head):
             kind = record.get("type")
             if kind in ("user", "assistant") and "sessionId" in record and "message" in record:
@@ -159,21 +228,51 @@ class ClaudeCodeReader:
         options = options or ReadOptions()
         carry = carry or {}
         skipped: Counter[str] = Counter()
+        if _is_agent_meta(path):
+            return _read_agent_meta(path, skipped)
         scanned = _scan(path, start, options, skipped)
-        groups = _groups(path, scanned.records)
-        dropped = set().union(*(_abandoned(records) for records in groups.values()))
-        if start > 0 and _rewound(scanned, groups, dropped, carry):
+        groups = _groups(path, scanned)
+        main = groups[0] if groups and groups[0].name in ("main", "agent") else None
+        if start > 0 and not _continues(main, carry):
             result = self.read(path, 0, None, options)
             result.replace = True
             return result
-        sessions = [
-            _session(path, name, records, dropped, scanned)
-            for name, records in groups.items()
-            if records
-        ]
-        end, anchor = _safe_point(groups.get("main", []), start, carry.get("anchor"))
-        new_carry = {"anchor": anchor, "scanned": scanned.scanned}
-        return ReadResult([s for s in sessions if s.messages], end, new_carry, skipped)
+        sessions = [_session(path, group, scanned) for group in groups]
+        sessions = [s for s in sessions if s.messages]
+        if main is None or main.name == "agent":  # agent files are re-read whole
+            return ReadResult(sessions, scanned.scanned, {}, skipped, replace=True)
+        end, new_carry = _safe_point(main, start, carry)
+        new_carry["scanned"] = scanned.scanned
+        return ReadResult(sessions, end, new_carry, skipped)
+
+
+def _is_agent_meta(path: Path) -> bool:
+    return path.name.startswith("agent-") and path.name.endswith(".meta.json")
+
+
+def _read_agent_meta(path: Path, skipped: Counter[str]) -> ReadResult:
+    """A subagent's sidecar: read with its transcript (``_agent_metadata``), explained here."""
+    transcript = path.with_name(path.name.removesuffix(".meta.json") + ".jsonl")
+    note = f"agent metadata, read with {transcript.name}"
+    if not transcript.exists():
+        note = f"agent metadata without its transcript {transcript.name}"
+    return ReadResult([], path.stat().st_size, {}, skipped, replace=True, note=note)
+
+
+def _agent_metadata(path: Path) -> dict[str, Any]:
+    """The ``agent-<id>.meta.json`` beside an agent transcript (description, type), if any."""
+    sidecar = path.with_name(path.stem + ".meta.json")
+    try:
+        data = orjson.loads(sidecar.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    found = {}
+    for key, value in data.items():
+        if isinstance(value, str | int | float | bool) and key in AGENT_META_KEYS:
+            found[AGENT_META_KEYS[key]] = value
+    return found
 
 
 # --------------------------------------------------------------------------- scanning
@@ -187,99 +286,167 @@ def _scan(path: Path, start: int, options: ReadOptions, skipped: Counter[str]) -
         if data is None:
             continue
         kind = data.get("type")
-        if kind in ("user", "assistant") and isinstance(data.get("message"), dict):
-            scanned.records.append(_Record(offset, data))
-        elif kind == "custom-title" and isinstance(data.get("customTitle"), str):
-            scanned.title = data["customTitle"]
+        if isinstance(data.get("uuid"), str):
+            record = _Record(offset, data)
+            scanned.nodes[record.uuid] = record
+            if record.is_conversation():
+                scanned.records.append(record)
+                continue
+        if kind == "custom-title" and isinstance(data.get("customTitle"), str):
+            scanned.custom_title = data["customTitle"]
         elif kind == "summary" and isinstance(data.get("summary"), str):
-            scanned.summary = data["summary"]
-        elif kind not in OTHER_TYPES:
+            scanned.summaries.append((str(data.get("leafUuid") or ""), data["summary"]))
+        elif kind not in OTHER_TYPES and kind not in ("user", "assistant"):
             skipped["unknown_record_type"] += 1
     scanned.scanned = scanner.end
     return scanned
 
 
-def _groups(path: Path, records: list[_Record]) -> dict[str, list[_Record]]:
-    """main conversation and inline sidechains; an agent file is one sidechain session."""
+def _groups(path: Path, scanned: _Pass) -> list[_Group]:
+    """The main conversation first, then one group per inline sidechain; an agent file is one."""
     if path.name.startswith("agent-"):
-        return {"agent": records}
-    groups: dict[str, list[_Record]] = {"main": [], "sidechain": []}
-    for record in records:
-        groups["sidechain" if record.data.get("isSidechain") else "main"].append(record)
-    return groups
+        group = _Group("agent", scanned.records, metadata=_agent_metadata(path))
+        group.kept = _kept(group.records, scanned.nodes)
+        return [group]
+    main = _Group("main", [r for r in scanned.records if not r.data.get("isSidechain")])
+    main.kept = _kept(main.records, scanned.nodes)
+    return [main, *_task_groups(scanned, main)]
 
 
-def _abandoned(records: list[_Record]) -> set[str]:
-    """uuids on branches the person abandoned by editing a prompt (or re-answering)."""
-    children: dict[str, list[_Record]] = {}
-    for record in records:
-        if record.link is not None:
-            children.setdefault(record.link, []).append(record)
+def _kept(records: list[_Record], nodes: dict[str, _Record]) -> set[str]:
+    """uuids of the conversation records kept: the chain to the last one, plus its pieces.
+
+    A piece is a record off the chain, hanging from a kept record, that is part of a
+    kept API response (same ``message.id``) or holds only results of its tool calls.
+    """
     if not records:
         return set()
-    leaf = records[-1].uuid
-    parents = {r.uuid: r.link for r in records}
-    on_leaf_path = set()
-    node: str | None = leaf
-    while node is not None and node not in on_leaf_path:
-        on_leaf_path.add(node)
-        node = parents.get(node)
-    dropped: set[str] = set()
-    for kids in children.values():
-        alternatives = _alternatives(kids)
-        if len(alternatives) < 2:
+    kept = _chain(records[-1], nodes, records)
+    answers: set[str] = set()
+    calls: set[str] = set()
+    for record in records:
+        if record.uuid in kept:
+            answers.add(record.answer_id() or "")
+            calls.update(record.call_ids())
+    for record in records:
+        if record.uuid in kept or _conversation_parent(record, nodes) not in kept:
             continue
-        kept = next((k for k in reversed(alternatives) if k.uuid in on_leaf_path), alternatives[-1])
-        for other in alternatives:
-            if other is not kept:
-                dropped |= _subtree(other.uuid, children)
-    return dropped
+        answer = record.answer_id()
+        if answer in answers or _answers(record, calls):
+            kept.add(record.uuid)
+            calls.update(record.call_ids())
+    return kept
 
 
-def _alternatives(kids: list[_Record]) -> list[_Record]:
-    prompts = [k for k in kids if k.is_prompt()]
-    if len(prompts) >= 2:
-        return prompts
-    answers: dict[str, _Record] = {}
-    for kid in kids:
-        answer = kid.answer_id()
-        if answer is not None:
-            answers.setdefault(answer, kid)
-    return list(answers.values()) if len(answers) >= 2 else []
+def _conversation_parent(record: _Record, nodes: dict[str, _Record]) -> str | None:
+    """The nearest user/assistant ancestor's uuid (progress and system records are passed)."""
+    seen = 0
+    node = nodes.get(record.link) if record.link is not None else None
+    while node is not None and not node.is_conversation() and seen < MAX_PASSED_NODES:
+        node = nodes.get(node.link) if node.link is not None else None
+        seen += 1
+    return node.uuid if node is not None else None
 
 
-def _subtree(root: str, children: dict[str, list[_Record]]) -> set[str]:
-    found, stack = set(), [root]
-    while stack:
-        node = stack.pop()
-        if node in found:
-            continue
-        found.add(node)
-        stack.extend(child.uuid for child in children.get(node, []))
+def _answers(record: _Record, calls: set[str]) -> bool:
+    ids = record.result_ids()
+    return bool(ids) and all(i in calls for i in ids or ())
+
+
+def _chain(leaf: _Record, nodes: dict[str, _Record], records: list[_Record]) -> set[str]:
+    """uuids from ``leaf`` up to its root, through every record kind and across compactions."""
+    found: set[str] = set()
+    node: _Record | None = leaf
+    while node is not None and node.uuid not in found:
+        found.add(node.uuid)
+        link = node.link
+        node = nodes.get(link) if link is not None else _before_compaction(node, records)
     return found
 
 
-def _rewound(
-    scanned: _Pass, groups: dict[str, list[_Record]], dropped: set[str], carry: dict[str, Any]
-) -> bool:
-    """True when this pass cannot be merged with what earlier passes stored."""
-    main = groups.get("main", [])
-    seen = {r.uuid for r in main}
-    anchor = carry.get("anchor")
-    for record in main:
-        parent = record.parent
-        if record.is_prompt() and parent is not None and parent not in seen and parent != anchor:
-            return True  # a prompt edited further back than this pass starts
-    previously_read = int(carry.get("scanned", 0))
-    return any(r.uuid in dropped and r.offset < previously_read for r in scanned.records)
+def _before_compaction(root: _Record, records: list[_Record]) -> _Record | None:
+    """For a compaction summary written as a new root without a link: the record before it."""
+    if not root.data.get("isCompactSummary"):
+        return None
+    earlier = [r for r in records if r.offset < root.offset]
+    return earlier[-1] if earlier else None
 
 
-def _safe_point(main: list[_Record], start: int, anchor: str | None) -> tuple[int, str | None]:
-    """Where the next pass starts: the last typed prompt (its turn is re-read whole)."""
-    for record in reversed(main):
+def _task_groups(scanned: _Pass, main: _Group) -> list[_Group]:
+    """1.0.x inline subagents: one group per sidechain tree, matched to its Task call."""
+    roots: dict[str, list[_Record]] = {}
+    root_of: dict[str, str] = {}
+    for node in scanned.nodes.values():  # file order: a parent comes before its children
+        if node.data.get("isSidechain"):
+            parent = node.link
+            root_of[node.uuid] = root_of.get(parent, node.uuid) if parent else node.uuid
+    for record in scanned.records:
+        if record.data.get("isSidechain"):
+            roots.setdefault(root_of[record.uuid], []).append(record)
+    calls = _task_calls(main)
+    groups = []
+    for root, records in roots.items():
+        call = _match_call(records[0], calls)
+        if call is None:
+            group = _Group(f"sidechain:{root}", records)
+        else:
+            group = _Group(f"task:{call[0]}", records, metadata=call[1])
+        group.kept = _kept(records, scanned.nodes)
+        groups.append(group)
+    return groups
+
+
+def _task_calls(main: _Group) -> list[tuple[str, dict[str, Any]]]:
+    """(call id, metadata) of the kept main records' subagent calls, in order."""
+    found = []
+    for record in main.records:
+        content = record.content if record.kind == "assistant" else None
+        if record.uuid not in main.kept or not isinstance(content, list):
+            continue
+        for block in content:
+            if not isinstance(block, dict) or block.get("type") != "tool_use":
+                continue
+            arguments = block.get("input")
+            if block.get("name") in TASK_TOOLS and isinstance(arguments, dict):
+                metadata = {"tool_call_id": str(block.get("id") or "")}
+                for key in ("description", "subagent_type", "prompt"):
+                    if isinstance(arguments.get(key), str):
+                        metadata[key] = arguments[key]
+                found.append((metadata["tool_call_id"], metadata))
+    return found
+
+
+def _match_call(
+    first: _Record, calls: list[tuple[str, dict[str, Any]]]
+) -> tuple[str, dict[str, Any]] | None:
+    """The Task call whose prompt opened this sidechain (taken from ``calls``), or None."""
+    text = _text_of(first.content).strip()
+    for index, (call_id, metadata) in enumerate(calls):
+        if str(metadata.get("prompt", "")).strip() == text:
+            del calls[index]
+            return call_id, {k: v for k, v in metadata.items() if k != "prompt"}
+    return None
+
+
+def _continues(main: _Group | None, carry: dict[str, Any]) -> bool:
+    """True when this pass's kept chain runs through what the previous pass kept."""
+    if main is None:
+        return True
+    for key in ("prompt", "last"):
+        uuid = carry.get(key)
+        if uuid and uuid not in main.kept:
+            return False
+    return True
+
+
+def _safe_point(main: _Group, start: int, carry: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """Where the next pass starts: the last typed prompt kept (its turn is re-read whole)."""
+    kept = [r for r in main.records if r.uuid in main.kept]
+    last = kept[-1].uuid if kept else carry.get("last")
+    for record in reversed(kept):
         if record.is_typed_prompt():
-            return record.offset, record.parent
-    return start, anchor
+            return record.offset, {"prompt": record.uuid, "last": last}
+    return start, {"prompt": carry.get("prompt"), "last": last}
 
 
 # --------------------------------------------------------------------------- building
@@ -292,16 +459,14 @@ class _Builder:
     calls: dict[str, tuple[Message, str]] = field(default_factory=dict)  # call id -> (msg, name)
 
 
-def _session(
-    path: Path, group: str, records: list[_Record], dropped: set[str], scanned: _Pass
-) -> Session:
+def _session(path: Path, group: _Group, scanned: _Pass) -> Session:
     stem = path.stem
-    native = stem if group in ("main", "agent") else f"{stem}:sidechain"
+    native = stem if group.name in ("main", "agent") else f"{stem}:{group.name}"
     parent_id = None
-    if group != "main":
-        main = _main_path(path, _main_session_id(path, records))
+    if group.name != "main":
+        main = _main_path(path, _main_session_id(path, group.records))
         parent_id = session_id(FORMAT, str(main), main.stem)
-    first = records[0].data
+    first = group.records[0].data if group.records else {}
     session = Session(
         id=session_id(FORMAT, str(path), native),
         source_format=FORMAT,
@@ -309,20 +474,36 @@ def _session(
         native_id=native,
         started_at=_str(first.get("timestamp")),
         project=_str(first.get("cwd")),
-        title=scanned.title or scanned.summary if group == "main" else None,
+        title=_title(group, scanned),
         parent_id=parent_id,
-        metadata=_session_metadata(first),
+        metadata={**_session_metadata(first), **group.metadata},
     )
     builder = _Builder()
-    for record in records:
-        if record.uuid in dropped:
+    sidechain = group.name != "main"
+    for record in group.records:
+        if record.uuid not in group.kept:
             continue
         if record.kind == "assistant":
             _add_assistant(record, builder)
         else:
-            _add_user(record, builder, sidechain=group != "main")
+            _add_user(record, builder, sidechain=sidechain)
     session.messages = builder.messages
     return session
+
+
+def _title(group: _Group, scanned: _Pass) -> str | None:
+    """A custom title, else the last summary whose leaf is a record of this session."""
+    if group.name not in ("main", "agent"):
+        return None
+    if scanned.custom_title:
+        return scanned.custom_title
+    own = {r.uuid for r in group.records} | {
+        u for u, r in scanned.nodes.items() if not r.data.get("isSidechain")
+    }
+    for leaf, summary in reversed(scanned.summaries):
+        if leaf in own:
+            return summary
+    return None
 
 
 def _main_session_id(path: Path, records: list[_Record]) -> str:
