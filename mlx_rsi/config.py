@@ -192,13 +192,27 @@ class TrainConfig:
 class TestCase:
     input: str
     expected: tuple[str, ...] = ()  # keywords the answer must contain (seed step 13)
+    must_not_contain: tuple[str, ...] = ()
+    category: str = "general"
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    # Promote when the candidate's held-out loss beats the current version's by this much.
-    min_improvement: float = field(default=0.0, metadata=_range(0.0))
+    # Promote only when the primary suites' success rate improves with the paired
+    # bootstrap CI's lower bound above this (0.05 = at least 5 points).
+    min_improvement: float = field(default=0.0, metadata=_range(0.0, 1.0))
     max_new_tokens: int = field(default=64, metadata=_range(1))
+    suites: tuple[str, ...] = ()  # extra suite files (YAML); kind from the file (primary)
+    guard_suites: tuple[str, ...] = ()  # extra suite files used as guards
+    builtin_guards: bool = True  # identity + general ability prompts as guards
+    min_cases: int = field(default=10, metadata=_range(1))  # fewer: "insufficient evidence"
+    block_on_insufficient: bool = True  # insufficient evidence blocks promotion
+    guard_tolerance: float = field(default=0.1, metadata=_range(0.0, 1.0))  # max guard drop
+    loss_tolerance: float = field(default=0.0, metadata=_range(0.0))  # held-out loss may rise
+    confidence: float = field(default=0.95, metadata=_range(0.5, 0.999))
+    bootstrap_resamples: int = field(default=2000, metadata=_range(100))
+    seed: int = 0
+    heldout_phrases: int = field(default=2, metadata=_range(1, 5))  # expected per held-out case
     test_cases: tuple[TestCase, ...] = (
         TestCase("How do I secure API tokens?", ("environment variables", "not command line")),
         TestCase("Fix year from 2024 to 2025", ("search", "replace", "2025")),

@@ -112,6 +112,7 @@ def build_dataset(
                 s: _write_split(folder / f"{s}.jsonl", getattr(split, s), split, s) for s in SPLITS
             }
             manifest = build_manifest(name, parent[0] if parent else None, cfg, split, files)
+            manifest["heldout_suite"] = _write_heldout_suite(conn, cfg, folder)
             atomic.write_bytes(folder / MANIFEST, _pretty(manifest))
         with transaction(conn):
             conn.execute(
@@ -146,6 +147,20 @@ def _own_leftover(folder: Path, name: str) -> bool:
         isinstance(manifest, dict)
         and manifest.get("format") == FORMAT
         and (manifest.get("name") == name)
+    )
+
+
+def _write_heldout_suite(conn: sqlite3.Connection, cfg: Config, folder: Path) -> dict[str, Any]:
+    """Cases from the test split's requests (mlx_rsi.eval.heldout); kept in the manifest."""
+    from mlx_rsi.eval.heldout import rejected_answers, write_for_dataset
+    from mlx_rsi.session_store import load_sessions
+
+    return write_for_dataset(
+        folder,
+        cfg,
+        held_out=read_split(folder / "test.jsonl"),
+        training=read_split(folder / "train.jsonl"),
+        rejected=rejected_answers(load_sessions(conn), cfg),
     )
 
 

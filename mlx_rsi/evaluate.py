@@ -1,187 +1,188 @@
-"""Evaluate a candidate adapter against the current version and decide the gate.
+"""Evaluate a candidate against a baseline and decide the gate (the cycle's evaluate stage).
 
-Two measures, both on data the candidate never trained on:
-- held-out loss (mean per assistant token) on the dataset's test split (valid when
-  the test split is empty), for the baseline (the current version's fused model,
-  or the base model when nothing is current yet) and for base + candidate adapter;
-- the seed guide's keyword test cases (step 13): greedy answers must contain every
-  expected keyword.
-The gate promotes only when the loss improves by at least ``eval.min_improvement``
-and the keyword success rate does not drop (seed: "monitor for degradation").
+``evaluate_and_gate`` composes :mod:`mlx_rsi.eval`: collect the suites (held-out
+suite of the dataset, configured suites, guards), answer them greedily with both
+models through the backend, judge, compare with a paired bootstrap, measure
+held-out loss, decide (:mod:`mlx_rsi.eval.gate`), and write ``reports/vX.json``,
+``reports/vX.md`` and its PNG plots. The primary suites are stored with the
+version (``models/vX/suites/``) so that later versions are guarded by them.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from backends.base import Backend
-from mlx_rsi import atomic
-from mlx_rsi.config import Config, TestCase
-from mlx_rsi.errors import DatasetError
+from mlx_rsi import registry
+from mlx_rsi.config import Config
+from mlx_rsi.eval import plots, scores
+from mlx_rsi.eval.collect import collect_suites
+from mlx_rsi.eval.gate import decide
+from mlx_rsi.eval.guards import VERSION_SUITES_DIR
+from mlx_rsi.eval.report import EvalReport, write_report
+from mlx_rsi.eval.runner import CaseResult, ModelRef, heldout_losses, heldout_split, run_suites
+from mlx_rsi.eval.stats import paired_bootstrap
+from mlx_rsi.eval.suites import SuiteSet, write_suite
+from mlx_rsi.workspace import Workspace
+
+__all__ = ["EvalReport", "ModelRef", "evaluate_and_gate", "heldout_split", "write_report"]
+
+log = logging.getLogger(__name__)
+PROMOTED = ("current", "retired")
 
 
-@dataclass
-class CaseResult:
-    input: str
-    expected: list[str]
-    baseline_answer: str
-    candidate_answer: str
-    baseline_pass: bool
-    candidate_pass: bool
+@dataclass(frozen=True)
+class EvalTarget:
+    """What to evaluate: a candidate against a baseline, on a dataset's held-out data."""
 
-
-@dataclass
-class EvalReport:
     version: str
-    baseline: str  # the version compared against, or "base"
-    split: str
-    baseline_loss: float
-    candidate_loss: float
-    baseline_pass_rate: float
-    candidate_pass_rate: float
-    promote: bool
-    reason: str
-    cases: list[CaseResult] = field(default_factory=list)
-
-    def summary(self) -> str:
-        verdict = "promote" if self.promote else "reject"
-        return (
-            f"evaluate: {self.version} vs {self.baseline} on {self.split}: loss "
-            f"{self.baseline_loss:.4f} -> {self.candidate_loss:.4f}, test cases "
-            f"{self.baseline_pass_rate:.0%} -> {self.candidate_pass_rate:.0%}: {verdict} "
-            f"({self.reason})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    candidate: ModelRef
+    baseline: ModelRef
+    dataset_dir: Path | None = None
+    run_dir: Path | None = None  # the candidate's run folder (loss curves)
 
 
-def heldout_split(dataset_dir: Path) -> Path:
-    """The test split when it has records, else the validation split."""
-    for name in ("test.jsonl", "valid.jsonl"):
-        path = dataset_dir / name
-        if path.is_file() and path.stat().st_size > 0:
-            return path
-    raise DatasetError(
-        f"dataset {dataset_dir} has no held-out records (test.jsonl and valid.jsonl are empty)",
-        hint="collect more sessions, or lower curate.test_fraction/valid_fraction",
-    )
-
-
-def evaluate_candidate(
+def evaluate_and_gate(
+    ws: Workspace,
     cfg: Config,
     backend: Backend,
+    target: EvalTarget,
     *,
-    version: str,
-    base_dir: Path,
-    candidate_adapter: Path,
-    baseline_dir: Path,
-    baseline_name: str,
-    dataset_dir: Path,
+    suites: Sequence[Path] = (),
+    report_name: str | None = None,
 ) -> EvalReport:
-    """Compare baseline (a full model folder) with base + candidate adapter."""
-    split = heldout_split(dataset_dir)
-    template = cfg.train.template
-    baseline_loss = backend.loss(baseline_dir, None, split, template=template)
-    candidate_loss = backend.loss(base_dir, candidate_adapter, split, template=template)
-    cases = _run_cases(cfg, backend, base_dir, candidate_adapter, baseline_dir)
-    baseline_rate = _pass_rate([c.baseline_pass for c in cases])
-    candidate_rate = _pass_rate([c.candidate_pass for c in cases])
-    promote, reason = gate(
-        baseline_loss, candidate_loss, baseline_rate, candidate_rate, cfg.eval.min_improvement
+    """Run every suite on both models, decide, write the report files; see the module doc."""
+    earlier = _earlier_promoted(ws, target.version)
+    suite_set = collect_suites(
+        cfg,
+        ws.root,
+        dataset_dir=target.dataset_dir,
+        models_dir=ws.models_dir,
+        earlier_versions=earlier,
+        explicit=suites,
+    )
+    results = run_suites(
+        backend,
+        target.baseline,
+        target.candidate,
+        suite_set.all(),
+        max_tokens=cfg.eval.max_new_tokens,
+        template=cfg.train.template,
+    )
+    split, losses = _losses(backend, cfg, target)
+    report = _report(cfg, target, suite_set, results, split, losses)
+    name = report_name or target.version
+    report.plots = _plots(ws, report, target, name)
+    write_report(report, ws.reports_dir / f"{name}.json", ws.reports_dir / f"{name}.md")
+    store_suites(ws, target.version, suite_set)
+    log.info("%s", report.summary())
+    return report
+
+
+def _losses(
+    backend: Backend, cfg: Config, target: EvalTarget
+) -> tuple[str | None, tuple[float, float] | None]:
+    if target.dataset_dir is None:
+        return None, None
+    split = heldout_split(target.dataset_dir)
+    return split.stem, heldout_losses(
+        backend, target.baseline, target.candidate, split, template=cfg.train.template
+    )
+
+
+def _report(
+    cfg: Config,
+    target: EvalTarget,
+    suite_set: SuiteSet,
+    results: list[CaseResult],
+    split: str | None,
+    losses: tuple[float, float] | None,
+) -> EvalReport:
+    primary = [r for r in results if r.kind == "primary"]
+    guards = [r for r in results if r.kind == "guard"]
+    difference = paired_bootstrap(
+        [r.baseline.passed for r in primary],
+        [r.candidate.passed for r in primary],
+        resamples=cfg.eval.bootstrap_resamples,
+        confidence=cfg.eval.confidence,
+        seed=cfg.eval.seed,
+    )
+    decision = decide(
+        cfg.eval, difference, scores.by(guards, "suite"), scores.score(results), losses
     )
     return EvalReport(
-        version=version,
-        baseline=baseline_name,
-        split=split.stem,
-        baseline_loss=baseline_loss,
-        candidate_loss=candidate_loss,
-        baseline_pass_rate=baseline_rate,
-        candidate_pass_rate=candidate_rate,
-        promote=promote,
-        reason=reason,
-        cases=cases,
+        version=target.version,
+        baseline=target.baseline.name,
+        split=split,
+        baseline_loss=losses[0] if losses else None,
+        candidate_loss=losses[1] if losses else None,
+        primary=difference,
+        suites=scores.by(results, "suite"),
+        kinds=scores.by(results, "kind"),
+        categories=scores.by(primary or results, "category"),
+        decision=decision,
+        cases=results,
+        suite_sources={s.name: s.source for s in suite_set.all()},
     )
 
 
-def gate(
-    baseline_loss: float,
-    candidate_loss: float,
-    baseline_rate: float,
-    candidate_rate: float,
-    min_improvement: float,
-) -> tuple[bool, str]:
-    improvement = baseline_loss - candidate_loss
-    if improvement <= min_improvement:
-        return False, f"held-out loss improved by {improvement:.4f}, needs > {min_improvement}"
-    if candidate_rate < baseline_rate:
-        return False, "fewer test cases pass than before"
-    return True, f"held-out loss improved by {improvement:.4f}"
-
-
-def case_passes(answer: str, expected: tuple[str, ...] | list[str]) -> bool:
-    lowered = answer.lower()
-    return all(keyword.lower() in lowered for keyword in expected)
-
-
-def _run_cases(
-    cfg: Config, backend: Backend, base_dir: Path, adapter: Path, baseline_dir: Path
-) -> list[CaseResult]:
-    cases: tuple[TestCase, ...] = cfg.eval.test_cases
-    if not cases:
-        return []
-    prompts = [[{"role": "user", "content": case.input}] for case in cases]
-    tokens, template = cfg.eval.max_new_tokens, cfg.train.template
-    before = backend.generate(baseline_dir, None, prompts, max_tokens=tokens, template=template)
-    after = backend.generate(base_dir, adapter, prompts, max_tokens=tokens, template=template)
-    return [
-        CaseResult(
-            case.input,
-            list(case.expected),
-            old,
-            new,
-            case_passes(old, case.expected),
-            case_passes(new, case.expected),
+def _plots(ws: Workspace, report: EvalReport, target: EvalTarget, name: str) -> dict[str, str]:
+    out: dict[str, Path | None] = {}
+    folder = ws.reports_dir
+    if target.run_dir is not None:
+        out["loss curves"] = plots.loss_curves(
+            target.run_dir / "metrics.jsonl", folder / f"{name}-loss.png"
         )
-        for case, old, new in zip(cases, before, after, strict=True)
+    out["success per category"] = plots.category_success(
+        report.categories, report.baseline, report.version, folder / f"{name}-categories.png"
+    )
+    out["history"] = plots.history(history_points(ws, report), folder / f"{name}-history.png")
+    return {k: v.name for k, v in out.items() if v is not None}
+
+
+def history_points(
+    ws: Workspace, latest: EvalReport | None = None
+) -> list[tuple[str, float, bool]]:
+    """(version, primary success, promoted) of every evaluated version, oldest first."""
+    conn = ws.store()
+    try:
+        versions = registry.list_versions(conn)
+    finally:
+        conn.close()
+    points = []
+    for v in versions:
+        rate = v.eval.get("candidate_pass_rate") if v.eval else None
+        if v.name != (latest.version if latest else None) and rate is not None:
+            points.append((v.name, float(rate), v.status in PROMOTED))
+    if latest is not None:
+        points.append((latest.version, latest.primary.candidate_rate, latest.promote))
+    return points
+
+
+def store_suites(ws: Workspace, version: str, suite_set: SuiteSet) -> None:
+    """The version's primary suites, kept with it (guards for later versions)."""
+    folder = ws.models_dir / version / VERSION_SUITES_DIR
+    for suite in suite_set.primary:
+        write_suite(folder / f"{_safe(suite.name)}.yaml", suite)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _earlier_promoted(ws: Workspace, version: str) -> list[str]:
+    conn = ws.store()
+    try:
+        return earlier_promoted(conn, version)
+    finally:
+        conn.close()
+
+
+def earlier_promoted(conn: sqlite3.Connection, version: str) -> list[str]:
+    return [
+        v.name for v in registry.list_versions(conn) if v.status in PROMOTED and v.name != version
     ]
-
-
-def _pass_rate(passes: list[bool]) -> float:
-    return sum(passes) / len(passes) if passes else 0.0
-
-
-def write_report(report: EvalReport, json_path: Path, markdown_path: Path) -> None:
-    """eval JSON and a readable markdown report, each written atomically."""
-    atomic.write_text(json_path, json.dumps(report.to_dict(), indent=2))
-    atomic.write_text(markdown_path, render_markdown(report))
-
-
-def render_markdown(report: EvalReport) -> str:
-    lines = [
-        f"# Evaluation of {report.version}",
-        "",
-        f"Compared with **{report.baseline}** on the `{report.split}` split.",
-        "",
-        "| measure | baseline | candidate |",
-        "|---|---|---|",
-        f"| held-out loss | {report.baseline_loss:.4f} | {report.candidate_loss:.4f} |",
-        f"| test cases passed | {report.baseline_pass_rate:.0%} "
-        f"| {report.candidate_pass_rate:.0%} |",
-        "",
-        f"Decision: **{'promote' if report.promote else 'reject'}** — {report.reason}.",
-        "",
-    ]
-    for case in report.cases:
-        lines += [
-            f"## {case.input}",
-            f"Expected keywords: {', '.join(case.expected) or '(none)'}",
-            "",
-            f"- baseline ({'pass' if case.baseline_pass else 'fail'}): {case.baseline_answer!r}",
-            f"- candidate ({'pass' if case.candidate_pass else 'fail'}): {case.candidate_answer!r}",
-            "",
-        ]
-    return "\n".join(lines)

@@ -1,0 +1,274 @@
+"""The held-out suite: test cases built from the user's own held-out sessions.
+
+Users will not hand-write tests, but their logs already say what a good answer
+looks like. For each successful request of a *test-split* session (whole sessions
+are held out by ``mlx_rsi.dataset``; nothing here is ever trained on):
+
+- ``expected``: the ``eval.heldout_phrases`` most distinctive words of the accepted
+  answer — not stop words, not words of the request (echoing the question must
+  not pass), ranked by rarity across all answers (inverse document frequency),
+  preferring words the user's other accepted answers also use (the user's
+  vocabulary: learnable, not one-off noise);
+- ``must_not_contain``: for answers the user rejected or corrected on a similar
+  request (the corrected answer kept as context in the example, or a low-scored
+  turn whose request shares at least ``SIMILAR`` of its content words), the most
+  distinctive phrase of the rejected answer that the accepted one does not use.
+
+Requests that are near-duplicates of a training request are skipped. The result
+is deterministic (sorted, no randomness) and stored as
+``datasets/vX/heldout-suite.yaml`` with the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mlx_rsi.eval.suites import Assertion, Case, Suite
+
+HELDOUT_SUITE = "heldout-suite.yaml"
+SIMILAR = 0.34  # content-word Jaccard of two requests that ask for the same thing
+NEAR_DUPLICATE = 0.8  # content-word Jaccard with a training request: not held out
+MIN_WORD = 4  # shorter words are rarely distinctive
+_WORD = re.compile(r"[a-z0-9][a-z0-9_.\-/+#]*[a-z0-9+#]|[a-z0-9]")
+
+_STOP_TEXT = """
+    a about above after again against all also always am an and any are aren't as at
+    be because been before being below between both but by can cannot could couldn't
+    did didn't do does doesn't doing don't down during each either else even ever every
+    few first for from further get gets getting give given go goes going got had hasn't
+    has have haven't having he her here hers herself him himself his how however i if in
+    into is isn't it it's its itself just keep keeps know last least less let like likely
+    make makes making many may me might more most much must my myself need needs never new
+    next no nor not now of off often on once one only or other others our ours ourselves
+    out over own per please put rather really right same say see set should shouldn't show
+    simply since so some something still such sure take than that that's the their theirs
+    them themselves then there there's these they thing things this those though through
+    thus to too try under until up upon us use used uses using very via want was wasn't way
+    we well were weren't what when where whether which while who whom why will with within
+    without won't would wouldn't yes yet you your yours yourself yourselves able add also
+    answer another around back better call called case change check done each example
+    first found help here instead it'll let's look lot made mean means name note ok okay
+    part point run runs sure tell there thing time two want work works
+    """
+STOP_WORDS = frozenset(_STOP_TEXT.split())
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A request and the assistant's answer text (the trained reply)."""
+
+    request: str
+    answer: str
+    rejected: tuple[str, ...] = ()  # earlier answers in the same example that were corrected
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in words(text) if w not in STOP_WORDS and len(w) >= 3}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a and b else 0.0
+
+
+def from_record(record: dict[str, Any]) -> Answered | None:
+    """The last request of a chat record, its trained answer and corrected earlier answers."""
+    messages = record.get("messages") or []
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users:
+        return None
+    last = users[-1]
+    answer = " ".join(
+        str(m.get("content") or "")
+        for m in messages[last + 1 :]
+        if m.get("role") == "assistant" and str(m.get("content") or "").strip()
+    ).strip()
+    if not answer:
+        return None
+    rejected = tuple(
+        str(m.get("content") or "")
+        for m in messages[:last]
+        if m.get("role") == "assistant" and str(m.get("content") or "").strip()
+    )
+    return Answered(str(messages[last].get("content") or "").strip(), answer, rejected)
+
+
+class _Rarity:
+    """Document frequencies over all answers (accepted and rejected)."""
+
+    def __init__(self, documents: Iterable[str], vocabulary: Iterable[str]) -> None:
+        self.df: Counter[str] = Counter()
+        self.n = 0
+        for doc in documents:
+            self.n += 1
+            self.df.update(set(words(doc)))
+        self.vocabulary: Counter[str] = Counter()
+        for doc in vocabulary:
+            self.vocabulary.update(set(words(doc)))
+
+    def idf(self, term: str) -> float:
+        return math.log((1 + self.n) / (1 + self.df[term])) + 1.0
+
+
+def distinctive_words(answer: str, request: str, rarity: _Rarity, k: int) -> list[str]:
+    """The ``k`` most distinctive words of ``answer`` (see the module doc)."""
+    asked = set(words(request))
+    order: dict[str, int] = {}
+    for position, word in enumerate(words(answer)):
+        if word in STOP_WORDS or word in asked or len(word) < MIN_WORD or word in order:
+            continue
+        if word.replace(".", "").isdigit() and len(word) < 4:
+            continue
+        order[word] = position
+    ranked = sorted(
+        order,
+        key=lambda w: (rarity.vocabulary[w] > 1, round(rarity.idf(w), 6), -order[w]),
+        reverse=True,
+    )
+    return ranked[:k]
+
+
+def banned_phrase(rejected: str, accepted: str, request: str, rarity: _Rarity) -> str | None:
+    """The most distinctive phrase of a rejected answer that the accepted one lacks."""
+    allowed = set(words(accepted)) | set(words(request))
+    tokens = words(rejected)
+    pairs = [
+        f"{a} {b}"
+        for a, b in itertools.pairwise(tokens)
+        if a not in STOP_WORDS
+        and b not in STOP_WORDS
+        and not {a, b} <= allowed
+        and len(a) >= 3
+        and len(b) >= 3
+    ]
+    if pairs:
+        return max(
+            pairs,
+            key=lambda p: (sum(rarity.idf(w) for w in p.split()), -tokens.index(p.split()[0])),
+        )
+    singles = [t for t in tokens if t not in STOP_WORDS and t not in allowed and len(t) >= 5]
+    if singles:
+        return max(singles, key=lambda t: (rarity.idf(t), -tokens.index(t)))
+    return None
+
+
+def build_heldout_suite(
+    held_out: Sequence[dict[str, Any]],
+    *,
+    training: Sequence[dict[str, Any]],
+    rejected: Sequence[tuple[str, str]],
+    categorize: Callable[[str], str],
+    phrases: int = 2,
+    name: str = "heldout",
+) -> Suite | None:
+    """The suite for ``held_out`` records (None when no case can be made)."""
+    cases_from = [a for a in (from_record(r) for r in held_out) if a is not None]
+    train = [a for a in (from_record(r) for r in training) if a is not None]
+    train_requests = [content_words(a.request) for a in train]
+    rarity = _Rarity(
+        [a.answer for a in [*cases_from, *train]] + [r[1] for r in rejected],
+        [a.answer for a in [*cases_from, *train]],
+    )
+    cases: dict[str, Case] = {}
+    for item in cases_from:
+        asked = content_words(item.request)
+        if any(jaccard(asked, other) >= NEAR_DUPLICATE for other in train_requests):
+            continue
+        case = _case(item, rejected, rarity, categorize, phrases)
+        if case is not None:
+            cases.setdefault(case.id, case)
+    if not cases:
+        return None
+    ordered = tuple(cases[k] for k in sorted(cases))
+    return Suite(name, "primary", ordered, "held-out sessions")
+
+
+def _case(
+    item: Answered,
+    rejected: Sequence[tuple[str, str]],
+    rarity: _Rarity,
+    categorize: Callable[[str], str],
+    phrases: int,
+) -> Case | None:
+    expected = distinctive_words(item.answer, item.request, rarity, phrases)
+    if not expected:
+        return None
+    asserts = [Assertion("icontains-all", tuple(expected))]
+    bad_answers = list(item.rejected) + [
+        answer
+        for request, answer in rejected
+        if jaccard(content_words(request), content_words(item.request)) >= SIMILAR
+    ]
+    banned: list[str] = []
+    for bad in bad_answers:
+        phrase = banned_phrase(bad, item.answer, item.request, rarity)
+        if phrase and phrase not in banned and not any(phrase in e for e in expected):
+            banned.append(phrase)
+    asserts += [Assertion("not-icontains", p) for p in sorted(banned)[:2]]
+    digest = hashlib.sha256(item.request.encode()).hexdigest()[:10]
+    return Case(f"heldout-{digest}", item.request, categorize(item.request), tuple(asserts))
+
+
+# --------------------------------------------------------------------------- dataset side
+
+
+def rejected_answers(sessions: Iterable[Any], cfg: Any) -> list[tuple[str, str]]:
+    """(request, answer) of every turn scored below ``curate.threshold`` (rejected,
+    corrected, failed), from stored sessions."""
+    from mlx_rsi.curate.examples import session_examples
+    from mlx_rsi.curate.score import score_signals
+
+    out = []
+    for session in sessions:
+        for example in session_examples(session, cfg.curate, Counter()):
+            if score_signals(example.signals, cfg.curate.score_rules) >= cfg.curate.threshold:
+                continue
+            item = from_record({"messages": example.messages})
+            if item is not None:
+                out.append((item.request, item.answer))
+    return sorted(out)
+
+
+def write_for_dataset(
+    folder: Any,
+    cfg: Any,
+    *,
+    held_out: Sequence[dict[str, Any]],
+    training: Sequence[dict[str, Any]],
+    rejected: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """Write ``folder/heldout-suite.yaml``; the manifest entry describing it."""
+    import hashlib as _hashlib
+
+    from mlx_rsi.curate.categorize import compile_categories
+    from mlx_rsi.eval.suites import write_suite
+
+    categorizer = compile_categories(cfg.curate.categories)
+    suite = build_heldout_suite(
+        held_out,
+        training=training,
+        rejected=rejected,
+        categorize=categorizer.category,
+        phrases=cfg.eval.heldout_phrases,
+    )
+    if suite is None:
+        return {"file": None, "cases": 0, "categories": {}}
+    path = folder / HELDOUT_SUITE
+    write_suite(path, suite)
+    return {
+        "file": HELDOUT_SUITE,
+        "cases": len(suite.cases),
+        "must_not": sum(any(a.negated for a in c.asserts) for c in suite.cases),
+        "categories": dict(sorted(Counter(c.category for c in suite.cases).items())),
+        "sha256": _hashlib.sha256(path.read_bytes()).hexdigest(),
+    }
