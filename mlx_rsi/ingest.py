@@ -42,6 +42,7 @@ from mlx_rsi import session_store
 from mlx_rsi.config import Config, SourcesConfig, WatchedFolder
 from mlx_rsi.signals import apply_generic_signals, is_dropped
 from mlx_rsi.sources import ReadOptions, ReadResult, detect_format, get_reader, read_head
+from mlx_rsi.sources.clean import clean_session
 from mlx_rsi.workspace import Workspace, now_iso, open_store, transaction
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class FileOutcome:
     new_answers: int = 0  # new assistant messages (API errors not counted)
     bytes_read: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
+    note: str = ""  # what a file without conversation held, when the reader says
 
     def describe(self) -> str:
         """One line for `ingest -v`: the format detected and what the file held."""
@@ -82,7 +84,9 @@ class FileOutcome:
             f"{self.sessions} sessions ({self.new_sessions} new), {self.new_messages} new messages"
             f" ({self.new_interactions} interactions, {self.new_answers} answers)"
         )
-        if self.status == "skipped":
+        if self.note:
+            held = self.note
+        elif self.status == "skipped":
             held = "no conversation"
         extra = f"; skipped {_reasons(self.skipped)}" if self.skipped else ""
         return f"{self.path}: {self.format}, {held}{extra}"
@@ -457,12 +461,15 @@ class _Ingestor:
             return self._skip(outcome, "reader_error")
         outcome.skipped.update(result.skipped)
         outcome.bytes_read = max(0, result.end_offset - plan.start)
-        if plan.start == 0 and not result.sessions:
-            # a file of a known format holding no conversation: said so, and remembered
-            # (an append later is read from where this pass stopped)
+        # a file of a known format holding no conversation is said so (and remembered:
+        # an append is read from where this pass stopped)
+        empty = plan.start == 0 and not any(s.messages for s in result.sessions)
+        outcome.note = result.note
+        if empty and not result.note:
             outcome.skipped["no_conversation"] += 1
         for session in result.sessions:
             session.path = outcome.path
+            clean_session(session)
             apply_generic_signals(session, self.cfg.sources.correction_phrases)
             self.result.redactions.update(self.redact(session, self.cfg.curate))
         if self.dry_run:
@@ -470,7 +477,7 @@ class _Ingestor:
         else:
             with self.batch.file(outcome.bytes_read):
                 self._store(file, result, dry=False)
-        if plan.start == 0 and not result.sessions:
+        if empty and not result.note:
             outcome.status = "skipped"
         return outcome
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mlx_rsi.errors import WorkspaceError
+from mlx_rsi.errors import MlxRsiError, NotWritableError, WorkspaceError, storage_error
 
 ENV_HOME = "MLX_RSI_HOME"
 DEFAULT_DIRNAME = "rsi-workspace"
@@ -222,11 +222,25 @@ def open_store(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         migrate(conn)
     except sqlite3.DatabaseError as e:
+        storage = storage_error(e, path) or _unwritable(path, e)
+        if storage is not None:  # a full or read-only disk, not a damaged store
+            raise storage from e
         raise WorkspaceError(
             f"cannot open the state store {path}: {e}",
             hint="is it a valid mlx-rsi workspace? restore it or point --workspace elsewhere",
         ) from e
     return conn
+
+
+def _unwritable(path: Path, error: sqlite3.DatabaseError) -> MlxRsiError | None:
+    """SQLite says "unable to open" when it cannot create its -wal/-shm files."""
+    folder = path.parent
+    if "unable to open" in str(error) and folder.is_dir() and not os.access(folder, os.W_OK):
+        return NotWritableError(
+            f"{folder} is read-only: the state store cannot be opened",
+            hint="make the workspace writable, or point --workspace at a writable folder",
+        )
+    return None
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -251,6 +265,8 @@ def migrate(conn: sqlite3.Connection) -> int:
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, now_iso()))
     version = len(known)
+    if schema_version(conn) == version:  # nothing to write: read-only stores open too
+        return version
     with transaction(conn):
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version VALUES (?)", (version,))

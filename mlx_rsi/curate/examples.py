@@ -65,6 +65,9 @@ def session_examples(session: Session, cfg: CurateConfig, dropped: Counter[str])
             continue
         context = _context_turns(turns, turn, cfg)
         messages = _context_messages(context, cfg) + _turn_messages(turn, cfg, trained=True)
+        if messages[-1]["role"] == "user":  # its only answer was a call left unanswered
+            dropped["no_answer"] += 1
+            continue
         examples.append(
             Example(
                 messages=messages,
@@ -132,11 +135,24 @@ def _turn_messages(turn: Turn, cfg: CurateConfig, *, trained: bool) -> list[dict
             _merge_assistant(previous, entry)
         else:
             out.append(entry)
+    _drop_unanswered_tail(out)
     if not trained:
         for entry in out:
             if entry["role"] == "assistant":
                 entry["weight"] = 0
     return out
+
+
+def _drop_unanswered_tail(out: list[dict[str, Any]]) -> None:
+    """An example never ends on tool calls whose results are missing (interrupted, cut off).
+
+    The calls are removed from the last answer; an answer left without text goes too.
+    """
+    while len(out) > 1 and out[-1]["role"] == "assistant" and out[-1].get("tool_calls"):
+        del out[-1]["tool_calls"]
+        if out[-1]["content"].strip():
+            return
+        out.pop()
 
 
 def _assistant_message(message: Message) -> dict[str, Any]:

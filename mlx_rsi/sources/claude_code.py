@@ -214,6 +214,10 @@ class ClaudeCodeReader:
                 return 0.95
             if kind == "summary" and "leafUuid" in record:
                 return 0.95
+            if kind == "file-history-snapshot" and "snapshot" in record and "messageId" in record:
+                return 0.9  # a transcript holding only file snapshots
+            if kind == "queue-operation" and "sessionId" in record and "operation" in record:
+                return 0.9
         if b'"parentUuid":' in head and b'"sessionId":' in head and b'"isSidechain":' in head:
             return 0.8  # a first line longer than the head
         return 0.0
@@ -232,15 +236,15 @@ class ClaudeCodeReader:
             return _read_agent_meta(path, skipped)
         scanned = _scan(path, start, options, skipped)
         groups = _groups(path, scanned)
-        main = groups[0] if groups and groups[0].name in ("main", "agent") else None
+        main = groups[0]  # the main conversation, or the agent of an agent file
         if start > 0 and not _continues(main, carry):
             result = self.read(path, 0, None, options)
             result.replace = True
             return result
         sessions = [_session(path, group, scanned) for group in groups]
         sessions = [s for s in sessions if s.messages]
-        if main is None or main.name == "agent":  # agent files are re-read whole
-            return ReadResult(sessions, scanned.scanned, {}, skipped, replace=True)
+        if main.name == "agent":  # agent files are small: re-read whole when they grow
+            return ReadResult(sessions, 0, {}, skipped, replace=True)
         end, new_carry = _safe_point(main, start, carry)
         new_carry["scanned"] = scanned.scanned
         return ReadResult(sessions, end, new_carry, skipped)
@@ -428,10 +432,8 @@ def _match_call(
     return None
 
 
-def _continues(main: _Group | None, carry: dict[str, Any]) -> bool:
+def _continues(main: _Group, carry: dict[str, Any]) -> bool:
     """True when this pass's kept chain runs through what the previous pass kept."""
-    if main is None:
-        return True
     for key in ("prompt", "last"):
         uuid = carry.get(key)
         if uuid and uuid not in main.kept:
