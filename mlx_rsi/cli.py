@@ -18,7 +18,7 @@ import click
 
 from mlx_rsi import __version__
 from mlx_rsi.context import AppContext
-from mlx_rsi.errors import MlxRsiError
+from mlx_rsi.errors import MlxRsiError, storage_error
 
 # command name -> "module:function"; each module lives in mlx_rsi/commands/.
 COMMANDS: dict[str, str] = {
@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "status": "mlx_rsi.commands.status:status",
     "doctor": "mlx_rsi.commands.doctor:doctor",
     "train": "mlx_rsi.commands.train:train",
+    "watch": "mlx_rsi.commands.watch:watch",
     "curate": "mlx_rsi.commands.curate:curate",
     "dataset": "mlx_rsi.commands.dataset:dataset",
     "ingest": "mlx_rsi.commands.ingest:ingest",
@@ -138,3 +139,9 @@ def main(argv: list[str] | None = None) -> Any:
             raise
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as e:  # a full or read-only disk still reads as one line
+        mapped = storage_error(e)
+        if debug or mapped is None:
+            raise
+        click.echo(f"error: {mapped.one_line()}", err=True)
+        sys.exit(mapped.exit_code)

@@ -7,6 +7,11 @@ with ``--debug``).
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 
 class MlxRsiError(Exception):
     """Base of all errors mlx-rsi reports to the user."""
@@ -77,3 +82,72 @@ class DiskFullError(MlxRsiError):
 
 class NotWritableError(MlxRsiError):
     """A folder mlx-rsi must write to is read-only or not ours to write."""
+
+
+# --------------------------------------------------------------------------- storage
+
+_FULL_TEXTS = ("no space left on device", "database or disk is full", "os error 28", "storagefull")
+_READ_ONLY_TEXTS = ("read-only file system", "readonly database", "os error 30")
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
+
+
+def storage_error(exc: BaseException, where: Path | str | None = None) -> MlxRsiError | None:
+    """The one-line error a full, read-only or forbidden disk really is, else None.
+
+    Looks through ``exc`` and its causes: an ``OSError`` by errno (ENOSPC, EROFS,
+    EACCES), SQLite's "database or disk is full" / "readonly database", and the
+    wrappers that only keep the OS text (safetensors, torch). ``where`` names the
+    folder written when the error itself names no file.
+    """
+    for error in _chain(exc):
+        place = _place(error, where)
+        text = str(error).lower()
+        code = error.errno if isinstance(error, OSError) else None
+        if code in _FULL_ERRNOS or any(t in text for t in _FULL_TEXTS):
+            return DiskFullError(
+                f"the disk is full: no space left to write {place}",
+                hint="free some space on that disk (or use --workspace on another one), "
+                "then run the command again: finished stages are kept",
+            )
+        if code == errno.EROFS or any(t in text for t in _READ_ONLY_TEXTS):
+            return NotWritableError(
+                f"{place} is read-only: mlx-rsi cannot write there",
+                hint="make it writable, or point --workspace at a writable folder",
+            )
+        if code in _DENIED_ERRNOS:
+            return NotWritableError(
+                f"no permission to write {place}",
+                hint="check the folder's owner and permissions, or use another --workspace",
+            )
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 8:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _place(error: BaseException, where: Path | str | None) -> str:
+    filename = getattr(error, "filename", None) if isinstance(error, OSError) else None
+    if filename:
+        return str(filename)
+    return str(where) if where is not None else "the workspace"
+
+
+@contextmanager
+def storage_errors(where: Path | str | None = None) -> Iterator[None]:
+    """Re-raise a full / read-only disk error met inside as its one-line MlxRsiError."""
+    try:
+        yield
+    except MlxRsiError:
+        raise
+    except Exception as e:
+        mapped = storage_error(e, where)
+        if mapped is None:
+            raise
+        raise mapped from e

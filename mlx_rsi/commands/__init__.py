@@ -3,7 +3,8 @@
 A command that writes to the workspace declares it with :func:`writes_workspace`
 (below ``@pass_app``): it then runs under the workspace lock, and a second writer
 exits with one line naming the holder. Commands without it are readers and run
-while a cycle does.
+while a cycle does. A full or read-only disk met while writing becomes one line
+naming the place (``errors.storage_errors``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from mlx_rsi.context import AppContext
+from mlx_rsi.errors import storage_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,11 +63,14 @@ def writes_workspace(
     def decorate(command: F) -> F:
         @functools.wraps(command)
         def wrapper(app: AppContext, *args: Any, **kwargs: Any) -> Any:
+            root = app.workspace.root
+            target = kwargs.get(output) if output else None
             read_only = bool(unless and kwargs.get(unless))
-            if read_only or (output and not _inside(kwargs.get(output), app.workspace.root)):
-                return command(app, *args, **kwargs)
+            if read_only or (output and not _inside(target, root)):
+                with storage_errors(target or root):
+                    return command(app, *args, **kwargs)
             name = click.get_current_context().command_path
-            with app.writing(name, creates=creates):
+            with app.writing(name, creates=creates), storage_errors(root):
                 return command(app, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
