@@ -6,10 +6,17 @@ are the person's message; ``> `` lines are aider's own output (confirmations,
 the assistant's reply. Turns are split by these markers (there are no ids; keys
 are byte offsets, stable because the file is only appended to).
 
-Signals on the assistant reply before them: a y/n question answered "n" is a
-``rejection`` (detail: the question); ``#### /undo`` is a ``correction``; aider
-error lines ("Failed to apply edit", "The LLM did not conform …") are a
-``tool_error``. Other ``/commands`` are kept with ``typed=False``.
+Signals on the assistant reply before them: "n" to a question about the model's
+own proposal (run its shell command, allow its edit of a file outside the chat) is
+a ``rejection`` (detail: the question); "n" to aider's housekeeping questions
+("Create new file?", "Add file to the chat?", "Open URL for more info?", "Install
+playwright?") is not. ``#### /undo`` is a ``correction``; ``^C again to exit`` /
+``^C KeyboardInterrupt`` an ``interrupt``; aider error lines ("Failed to apply
+edit", "The LLM did not conform …") a ``tool_error``; ``litellm.*`` errors are the
+model API failing, an ``api_error`` (on the answer they cut short, or on an
+assistant message of their own when no answer came). Chat-mode commands with a
+request (``/code …``, ``/ask …``, ``/architect …``, ``/context …``) are prompts the
+person typed (text: the request); other ``/commands`` are kept with ``typed=False``.
 """
 
 from __future__ import annotations
@@ -36,8 +43,19 @@ ERROR_PREFIXES = (
     "unable to",
     "searchreplacenoexactmatch",
     "traceback (most recent call last)",
-    "litellm.",
 )
+API_ERROR_PREFIXES = ("litellm.", "openai.", "anthropic.")
+RETRYING = "retrying in "
+INTERRUPTS = ("^c again to exit", "^c keyboardinterrupt")
+# Questions whose "n" refuses what the model proposed (others are aider's housekeeping).
+REJECTING_QUESTIONS = (
+    "run shell command",
+    "allow edits to",
+    "apply edit",
+    "apply the edit",
+)
+# Chat-mode commands followed by a request the person typed.
+PROMPT_COMMANDS = frozenset({"/ask", "/code", "/architect", "/context"})
 
 
 @dataclass
@@ -178,13 +196,18 @@ def _iso(stamp: str | None) -> str | None:
 
 def _user_signals(message: Message, messages: list[Message], state: _State, offset: int) -> None:
     text = message.text
-    if not text.startswith("/"):
+    command = text.split()[0] if text.startswith("/") else ""
+    request = text[len(command) :].strip()
+    if command in PROMPT_COMMANDS and request:
+        message.text = request
+    elif command:
+        message.typed = False
+    if command:
+        message.metadata["command"] = command
+    if message.typed:
         state.last_prompt = offset
         state.prompt_carry = dict(state.carry)
         return
-    message.typed = False
-    command = text.split()[0]
-    message.metadata["command"] = command
     if command == "/undo":
         answer = previous_answer(messages, len(messages) - 1)
         if answer is not None:
@@ -193,16 +216,33 @@ def _user_signals(message: Message, messages: list[Message], state: _State, offs
 
 def _tool_signals(message: Message, messages: list[Message]) -> None:
     answer = previous_answer(messages, len(messages) - 1)
-    if answer is None:
-        return
+    retried = RETRYING in message.text.lower()  # aider retried: the error was passing
     for line in message.text.splitlines():
         stripped = line.strip()
-        refused = _ANSWER_NO.match(stripped)
-        if refused:
-            add_signal(answer, "rejection", True, refused.group("question")[:200])
-        elif stripped.lower().startswith(ERROR_PREFIXES):
+        lowered = stripped.lower()
+        if lowered.startswith(API_ERROR_PREFIXES):
+            if retried:
+                continue
+            answer = answer or _error_answer(message, messages)
+            add_signal(answer, "api_error", True, stripped[:200])
+        elif answer is None:
+            continue
+        elif lowered.startswith(INTERRUPTS):
+            add_signal(answer, "interrupt", True, stripped[:200])
+        elif refused := _ANSWER_NO.match(stripped):
+            question = refused.group("question")
+            if question.lower().startswith(REJECTING_QUESTIONS):
+                add_signal(answer, "rejection", True, question[:200])
+        elif lowered.startswith(ERROR_PREFIXES):
             message.is_error = True
             add_signal(answer, "tool_error", True, stripped[:200])
+
+
+def _error_answer(message: Message, messages: list[Message]) -> Message:
+    """An assistant message standing for the answer an API error prevented."""
+    answer = Message("assistant", "", key=f"{message.key}:api", timestamp=message.timestamp)
+    messages.insert(len(messages) - 1, answer)
+    return answer
 
 
 READER = AiderReader()
