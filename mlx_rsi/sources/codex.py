@@ -10,9 +10,16 @@ with ``typed=False``; ``event_msg`` mirrors of the same texts are not read twice
 
 Signals on the assistant message that made the call: the exit code (older
 ``{"output", "metadata": {"exit_code"}}`` JSON, newer ``Exit code: N`` text) gives
-``tool_error`` / ``tool_success``; "rejected by user" a ``rejection``; "aborted by
-user" and ``event_msg turn_aborted`` an ``interrupt``; apply_patch "Success." a
-``tool_success``. Incremental passes restart at the last typed prompt.
+``tool_error`` / ``tool_success``, in every shape Codex writes it (``exit_code`` in
+JSON metadata, "Exit code: N", "Process exited with code N", a ``success: false``
+output), and so does "failed in sandbox"; "rejected by user" a ``rejection``;
+"aborted by user" and ``event_msg turn_aborted`` an ``interrupt``; apply_patch
+"Success." a ``tool_success``. Incremental passes restart at the last typed prompt.
+
+The legacy rollout format (codex-cli 0.1.x, spring 2025) is read too: a first line
+``{id, timestamp, instructions, git?}``, then the items themselves without the
+``{timestamp, type, payload}`` wrapper, ``{"record_type": "state"}`` lines between
+them; some of those files have CRLF line ends.
 """
 
 from __future__ import annotations
@@ -43,7 +50,13 @@ INJECTED_PREFIXES = (
 CALL_TYPES = frozenset({"function_call", "custom_tool_call", "local_shell_call"})
 OUTPUT_TYPES = frozenset({"function_call_output", "custom_tool_call_output"})
 QUIET_PAYLOADS = frozenset({"ghost_snapshot", "web_search_call", "other"})
-_EXIT = re.compile(r"^(?:Exit code:|Process exited with code)\s*(-?\d+)", re.MULTILINE)
+_EXIT = re.compile(
+    r"(?:^Exit code:?|^Process exited with code|exited with (?:exit )?code)"
+    r"\s*(-?\d+)",
+    re.MULTILINE | re.IGNORECASE,
+)
+SANDBOX_FAILURES = ("failed in sandbox", "sandbox error", "execution error:")
+ITEM_TYPES = frozenset({"message", "reasoning"}) | CALL_TYPES | OUTPUT_TYPES
 
 
 @dataclass
@@ -58,9 +71,12 @@ class CodexReader:
     name = FORMAT
 
     def detect(self, path: Path, head: bytes) -> float:
-        for record in head_objects(head)[:3]:
+        records = head_objects(head)[:3]
+        for record in records:
             if record.get("type") in LINE_TYPES and isinstance(record.get("payload"), dict):
                 return 0.95
+        if records and _is_legacy_meta(records[0]):
+            return 0.9
         return 0.0
 
     def read(
@@ -107,13 +123,35 @@ def _finish(session: Session, path: Path, carry: dict[str, Any]) -> Session:
     return session
 
 
+def _is_legacy_meta(record: dict[str, Any]) -> bool:
+    """The first line of a legacy rollout: ``{id, timestamp, instructions, …}``."""
+    return (
+        "type" not in record
+        and isinstance(record.get("id"), str)
+        and isinstance(record.get("timestamp"), str)
+        and "instructions" in record
+    )
+
+
+def _legacy_line(record: dict[str, Any], offset: int, state: _State, carry: dict[str, Any]) -> bool:
+    """A legacy rollout line (no payload wrapper); False when its type is unknown."""
+    if _is_legacy_meta(record):
+        _meta(record, carry, state.session)
+        return True
+    if record.get("record_type") == "state":
+        return True
+    if record.get("type") in ITEM_TYPES:
+        return _item(record, offset, None, state)
+    return False
+
+
 def _line(
     record: dict[str, Any], offset: int, state: _State, carry: dict[str, Any], skipped: Counter[str]
 ) -> bool:
     """Apply one line; False when its type is unknown."""
     kind, payload = record.get("type"), record.get("payload")
     if kind not in LINE_TYPES or not isinstance(payload, dict):
-        return False
+        return _legacy_line(record, offset, state, carry)
     timestamp = record.get("timestamp") if isinstance(record.get("timestamp"), str) else None
     if kind == "session_meta":
         _meta(payload, carry, state.session)
@@ -249,13 +287,17 @@ def _output_item(payload: dict[str, Any], timestamp: str | None, state: _State) 
 
 
 def _output(raw: Any) -> tuple[str, int | None]:
-    """The output text and exit code of a tool call (both Codex styles)."""
+    """The output text and exit code of a tool call (every Codex style)."""
     if isinstance(raw, dict):
+        failed = raw.get("success") is False
         raw = (
             raw.get("content")
             if isinstance(raw.get("content"), str)
             else orjson.dumps(raw).decode()
         )
+        if failed:
+            text, code = _output(raw)
+            return text, code if code not in (None, 0) else 1
     text = raw if isinstance(raw, str) else ""
     if text.startswith("{"):
         try:
@@ -281,6 +323,10 @@ def _output_signal(caller: Message, message: Message, name: str, exit_code: int 
         add_signal(caller, "interrupt", True, text.splitlines()[0][:200])
     elif exit_code not in (None, 0):
         add_signal(caller, "tool_error", True, f"{name}: exit code {exit_code}")
+    elif any(failure in lowered for failure in SANDBOX_FAILURES):
+        message.is_error = True
+        first = text.splitlines()[0] if text else ""
+        add_signal(caller, "tool_error", True, f"{name}: {first}"[:200])
     elif exit_code == 0 or text.startswith("Success."):
         add_signal(caller, "tool_success", True, name)
 
