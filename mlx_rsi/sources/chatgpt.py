@@ -6,12 +6,15 @@ up its parents (regenerated or edited branches are left out). Hidden system
 messages and the user's custom-instruction context (``user_editable_context``)
 are kept with ``typed=False`` or skipped when empty. An assistant message sent to
 a tool (``recipient`` other than ``all``) becomes a tool call, and the tool's
-reply a ``tool`` message. Thumbs from ``message_feedback.json`` beside the export
+reply a ``tool`` message; a tool reply of content type ``system_error``
+("Encountered exception …") is a failed call: ``is_error`` and a ``tool_error`` on
+the answer that made it. Thumbs from ``message_feedback.json`` beside the export
 become ``feedback`` signals (by message id, else on the conversation's last answer).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +24,7 @@ from mlx_rsi.records import Message, Role, Session, ToolCall, session_id
 from mlx_rsi.signals import add_signal
 from mlx_rsi.sources import ReadOptions, ReadResult
 from mlx_rsi.sources.document import load_document, starts_with_array
-from mlx_rsi.sources.jsonl import as_dict
+from mlx_rsi.sources.jsonl import UTF8_BOM, as_dict
 
 FORMAT = "chatgpt"
 FEEDBACK_FILE = "message_feedback.json"
@@ -31,6 +34,8 @@ ROLES: dict[str, Role] = {
     "system": "system",
     "tool": "tool",
 }
+_EXPORT_NAME = re.compile(r"conversations(?:-\d+)?\.json")
+SYSTEM_ERROR = "system_error"  # a tool's failure, e.g. "Encountered exception: …"
 SKIPPED_CONTENT = frozenset({"model_editable_context", "reasoning_recap", "thoughts"})
 
 
@@ -43,6 +48,8 @@ class ChatGPTReader:
         window = head[:16384]
         if b'"mapping"' in window and (b'"current_node"' in window or b'"create_time"' in window):
             return 0.9
+        if _EXPORT_NAME.fullmatch(path.name) and head.strip(UTF8_BOM + b" \t\r\n") == b"[]":
+            return 0.6  # an export of an account without conversations
         return 0.0
 
     def read(
@@ -87,6 +94,7 @@ def _conversation(path: Path, data: dict[str, Any]) -> Session | None:
     if isinstance(data.get("default_model_slug"), str):
         session.metadata["model"] = data["default_model_slug"]
     last_call: ToolCall | None = None
+    caller: Message | None = None
     for node_id in _active_branch(mapping, data.get("current_node")):
         node = mapping.get(node_id)
         raw = node.get("message") if isinstance(node, dict) else None
@@ -96,7 +104,10 @@ def _conversation(path: Path, data: dict[str, Any]) -> Session | None:
         if message is None:
             continue
         if message.tool_calls:
-            last_call = message.tool_calls[-1]
+            last_call, caller = message.tool_calls[-1], message
+        elif message.is_error and caller is not None:
+            first = message.text.strip().splitlines()[0] if message.text.strip() else ""
+            add_signal(caller, "tool_error", True, f"{message.name or 'tool'}: {first}"[:200])
         session.messages.append(message)
     return session
 
@@ -137,6 +148,7 @@ def _message(node_id: str, raw: dict[str, Any], last_call: ToolCall | None) -> M
         message.text = ""
     if role == "tool":
         message.name = author.get("name") if isinstance(author.get("name"), str) else None
+        message.is_error = kind == SYSTEM_ERROR
         if last_call is not None:
             message.tool_call_id = last_call.id
     if isinstance(metadata.get("model_slug"), str):
