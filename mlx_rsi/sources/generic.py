@@ -4,10 +4,17 @@ A file is either JSON lines (one record a line: read incrementally, each line a
 session) or one JSON array of records (read whole). The format modules
 (``openai``, ``sharegpt``, ``alpaca``, ``completions``) only say how one record
 becomes messages.
+
+Multimodal datasets (LLaVA, LLaMA-Factory's ``images`` column) mark where an image
+goes with a literal ``<image>`` in the text. That token is not something a person
+typed: it becomes the ``<IMAGE>`` placeholder every reader uses for images, in a
+record that names its images (``image``/``images`` keys), or wherever it stands
+alone on a line.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +25,11 @@ from mlx_rsi.sources import ReadOptions, ReadResult
 from mlx_rsi.sources.document import load_document, starts_with_array
 from mlx_rsi.sources.jsonl import LineScanner, head_objects, parse_object
 
+IMAGE = "<IMAGE>"
+DATASET_IMAGE = "<image>"
+MEDIA_KEYS = ("image", "images")
+_ANY_IMAGE_TOKEN = re.compile(re.escape(DATASET_IMAGE))
+_LINE_IMAGE_TOKEN = re.compile(r"(?m)^[ \t]*<image>[ \t]*$")
 # (record, key prefix) -> messages, or None when the record does not fit the format
 Convert = Callable[[dict[str, Any], str], list[Message] | None]
 
@@ -90,6 +102,7 @@ class RecordsReader:
         if not messages:
             skipped["unknown_schema"] += 1
             return
+        _image_placeholders(messages, any(record.get(k) for k in MEDIA_KEYS))
         sessions.append(
             Session(
                 id=session_id(self.name, str(path), native),
@@ -100,6 +113,14 @@ class RecordsReader:
                 metadata={k: record[k] for k in self.session_keys if record.get(k)},
             )
         )
+
+
+def _image_placeholders(messages: list[Message], has_media: bool) -> None:
+    """Dataset ``<image>`` tokens → ``<IMAGE>`` (all of them when the record names images)."""
+    pattern = _ANY_IMAGE_TOKEN if has_media else _LINE_IMAGE_TOKEN
+    for message in messages:
+        if DATASET_IMAGE in message.text:
+            message.text = pattern.sub(IMAGE, message.text)
 
 
 def text_of(content: Any) -> str | None:
