@@ -2,8 +2,15 @@
 
 Versions are named like the seed guide's: the base model is ``v1.0``; each cycle
 produces the next minor version (``v1.1``, ``v1.2`` …), and its dataset carries
-the same name. A version is a *candidate* until evaluated, then *current*
-(promoted) or *rejected*; a current version that is replaced becomes *retired*.
+the same name. A version is *training* while its adapter trains, a *candidate*
+once evaluated and accepted by the gate, then *current* (promoted) or *rejected*;
+a current version that is replaced becomes *retired*, and one whose cycle was
+given up (``train --fresh``) *abandoned*.
+
+The current pointer and the versions' statuses change together in one
+transaction (:func:`make_current`), so there is never more than one current
+version, whatever moment a process is killed at. Functions that take part in a
+caller's transaction say so; the others open their own.
 """
 
 from __future__ import annotations
@@ -41,9 +48,13 @@ def parse_name(name: str) -> tuple[int, int]:
 
 
 def next_version_name(conn: sqlite3.Connection) -> str:
-    """The name after the highest version or dataset recorded (v1.1 in a new workspace)."""
+    """The name after the highest version, dataset or unfinished cycle's (v1.1 at first)."""
     names = [
-        r[0] for r in conn.execute("SELECT name FROM versions UNION SELECT name FROM datasets")
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM versions UNION SELECT name FROM datasets "
+            "UNION SELECT version FROM cycles WHERE status = 'running' AND version IS NOT NULL"
+        )
     ]
     known = [parse_name(n) for n in names if _NAME.match(n)]
     major, minor = max(known, default=parse_name(BASE_VERSION))
@@ -67,48 +78,84 @@ def list_versions(conn: sqlite3.Connection) -> list[Version]:
 
 def record_version(conn: sqlite3.Connection, version: Version) -> None:
     """Insert or update a version row (its artifacts and eval as JSON)."""
-    stamp = now_iso()
     with transaction(conn):
-        conn.execute(
-            """INSERT INTO versions
-               (name, parent, dataset, run_id, status, eval, artifacts, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(name) DO UPDATE SET parent=excluded.parent, dataset=excluded.dataset,
-               run_id=excluded.run_id, status=excluded.status, eval=excluded.eval,
-               artifacts=excluded.artifacts, updated_at=excluded.updated_at""",
-            (
-                version.name,
-                version.parent,
-                version.dataset,
-                version.run_id,
-                version.status,
-                json.dumps(version.eval),
-                json.dumps(version.artifacts),
-                version.created_at or stamp,
-                stamp,
-            ),
-        )
+        upsert_version(conn, version)
+
+
+def upsert_version(conn: sqlite3.Connection, version: Version) -> None:
+    """:func:`record_version` inside the caller's transaction."""
+    stamp = now_iso()
+    conn.execute(
+        """INSERT INTO versions
+           (name, parent, dataset, run_id, status, eval, artifacts, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(name) DO UPDATE SET parent=excluded.parent, dataset=excluded.dataset,
+           run_id=excluded.run_id, status=excluded.status, eval=excluded.eval,
+           artifacts=excluded.artifacts, updated_at=excluded.updated_at""",
+        (
+            version.name,
+            version.parent,
+            version.dataset,
+            version.run_id,
+            version.status,
+            json.dumps(version.eval),
+            json.dumps(version.artifacts),
+            version.created_at or stamp,
+            stamp,
+        ),
+    )
+
+
+def set_status(conn: sqlite3.Connection, name: str, status: str) -> None:
+    """Inside the caller's transaction: a version's status (never 'current': see promote)."""
+    conn.execute(
+        "UPDATE versions SET status = ?, updated_at = ? WHERE name = ?", (status, now_iso(), name)
+    )
+
+
+def add_artifacts(conn: sqlite3.Connection, name: str, artifacts: dict[str, str]) -> None:
+    """Inside the caller's transaction: merge ``artifacts`` into the version's."""
+    row = conn.execute("SELECT artifacts FROM versions WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise WorkspaceError(f"no version {name} to attach artifacts to")
+    merged = {**json.loads(row[0] or "{}"), **artifacts}
+    conn.execute(
+        "UPDATE versions SET artifacts = ?, updated_at = ? WHERE name = ?",
+        (json.dumps(merged), now_iso(), name),
+    )
 
 
 def promote(conn: sqlite3.Connection, name: str) -> str | None:
     """Make ``name`` current; the previous current becomes retired. Returns the previous."""
-    previous = current_version(conn)
     with transaction(conn):
-        if previous and previous != name:
-            conn.execute(
-                "UPDATE versions SET status = 'retired', updated_at = ? WHERE name = ?",
-                (now_iso(), previous),
-            )
-        conn.execute(
-            "UPDATE versions SET status = 'current', updated_at = ? WHERE name = ?",
-            (now_iso(), name),
-        )
-        conn.execute(
-            "INSERT INTO current_version VALUES (1, ?) ON CONFLICT(singleton) DO UPDATE "
-            "SET name = excluded.name",
-            (name,),
-        )
-    return previous
+        return make_current(conn, name)
+
+
+def make_current(conn: sqlite3.Connection, name: str) -> str | None:
+    """:func:`promote` inside the caller's transaction: pointer and statuses move together.
+
+    Idempotent: promoting the current version again changes nothing. Every other
+    version marked current (there should be none) is retired, so after it exactly
+    one version is current and the pointer names it.
+    """
+    if conn.execute("SELECT 1 FROM versions WHERE name = ?", (name,)).fetchone() is None:
+        raise WorkspaceError(f"no version {name} to promote")
+    previous = current_version(conn)
+    stamp = now_iso()
+    conn.execute(
+        "UPDATE versions SET status = 'retired', updated_at = ? "
+        "WHERE status = 'current' AND name != ?",
+        (stamp, name),
+    )
+    conn.execute(
+        "UPDATE versions SET status = 'current', updated_at = ? WHERE name = ?", (stamp, name)
+    )
+    conn.execute(
+        "INSERT INTO current_version VALUES (1, ?) ON CONFLICT(singleton) DO UPDATE "
+        "SET name = excluded.name",
+        (name,),
+    )
+    return previous if previous != name else None
 
 
 def _from_row(row: sqlite3.Row) -> Version:

@@ -2,15 +2,19 @@
 
 Each run gets ``runs/<id>/`` with the resolved config (``train.yaml``) written
 before training starts, the backend's checkpoints, metrics and adapter, and a
-``runs`` row whose status is running → done | interrupted | failed. An
-interrupted run is resumed (optimizer state and step included) by the next cycle.
+``runs`` row whose status is running → done | interrupted | failed | abandoned,
+and whose ``step`` follows training (written at each checkpoint, evaluation and
+at most every few seconds between). An interrupted run is resumed (optimizer
+state and step included) by the next cycle; a run killed before its first
+checkpoint is abandoned and a new one starts; a run that finished is not redone.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import shutil
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +22,24 @@ from typing import Any
 
 import yaml
 
+from backends import run_files
 from backends.base import (
     OnEvent,
     Precision,
+    TrainEvent,
     TrainResult,
     TrainSpec,
     get_backend,
     spec_to_dict,
 )
-from mlx_rsi import atomic
+from mlx_rsi import atomic, store
 from mlx_rsi.config import Config, TrainConfig, to_plain
+from mlx_rsi.crashpoint import crash_point
 from mlx_rsi.errors import InterruptedRun, WorkspaceError
-from mlx_rsi.workspace import Workspace, now_iso, transaction
+from mlx_rsi.workspace import Workspace
+
+log = logging.getLogger(__name__)
+STEP_RECORD_SECONDS = 5.0  # how often, at most, a step event updates runs.step
 
 
 @dataclass
@@ -95,20 +105,34 @@ def new_run_id(version: str) -> str:
     return f"{version}-{uuid.uuid4().hex[:6]}"
 
 
-def unfinished_run(conn: sqlite3.Connection) -> sqlite3.Row | None:
-    """The latest run that was interrupted (or killed while running), if any."""
-    return conn.execute(
-        "SELECT * FROM runs WHERE status IN ('running', 'interrupted') "
-        "ORDER BY created_at DESC, rowid DESC LIMIT 1"
-    ).fetchone()
+@dataclass(frozen=True)
+class RunChoice:
+    """How the train stage continues a cycle: which run, and whether it resumes."""
+
+    run_id: str
+    resume: bool
+    finished: store.RunRow | None = None  # the run already trained its adapter
+    note: str = ""  # one line for the user when an earlier run is continued or replaced
 
 
-def abandon_run(conn: sqlite3.Connection, run_id: str) -> None:
-    with transaction(conn):
-        conn.execute(
-            "UPDATE runs SET status = 'abandoned', updated_at = ? WHERE id = ?",
-            (now_iso(), run_id),
-        )
+def choose_run(conn: sqlite3.Connection, previous: str | None, version: str) -> RunChoice:
+    """Continue ``previous`` (the cycle's run, if any) or start a new run for ``version``."""
+    row = store.get_run(conn, previous) if previous else None
+    if row is None:
+        return RunChoice(new_run_id(version), resume=False)
+    if row.status == "done" and row.adapter_dir is not None and row.adapter_dir.is_dir():
+        return RunChoice(row.id, resume=False, finished=row, note=f"run {row.id} already trained")
+    if any((row.out_dir / "checkpoints").glob("step-*")):
+        return RunChoice(row.id, resume=True, note=f"resuming run {row.id}")
+    store.set_run_status(conn, row.id, "abandoned")
+    run_files.prune_incomplete(row.out_dir)  # a checkpoint write the kill cut short
+    run_id = new_run_id(version)
+    return RunChoice(run_id, resume=False, note=f"restarting training as {run_id} (no checkpoint)")
+
+
+def finished_record(row: store.RunRow) -> RunRecord:
+    return RunRecord(row.id, row.backend, row.dataset or "", "done", row.out_dir,
+                     row.adapter_dir, row.result)  # fmt: skip
 
 
 def train_stage(
@@ -132,46 +156,46 @@ def train_stage(
         atomic.write_text(out_dir / "train.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
     elif not out_dir.is_dir():
         raise WorkspaceError(f"cannot resume run {run_id}: {out_dir} is missing")
-    _record_run(conn, run_id, backend.name, dataset_name, spec, out_dir, "running")
+    spec_json = spec_to_dict(spec)
+    store.record_run(
+        conn, run_id, backend=backend.name, dataset=dataset_name, spec=spec_json, out_dir=out_dir
+    )
     try:
-        result = backend.train(spec, dataset_dir, out_dir, on_event)
+        result = backend.train(spec, dataset_dir, out_dir, _recording(conn, run_id, on_event))
+        crash_point("train", "trained")
     except InterruptedRun:
-        _set_status(conn, run_id, "interrupted")
+        store.set_run_status(conn, run_id, "interrupted")
         raise
     except BaseException:
-        _set_status(conn, run_id, "failed")
+        store.set_run_status(conn, run_id, "failed")
         raise
     _copy_to_output_dir(ws, cfg.train.output_dir, result.adapter_dir)
     return _finish_run(conn, run_id, backend.name, dataset_name, out_dir, result)
 
 
-def _record_run(
-    conn: sqlite3.Connection,
-    run_id: str,
-    backend: str,
-    dataset: str,
-    spec: TrainSpec,
-    out_dir: Path,
-    status: str,
-) -> None:
-    spec_json = json.dumps(spec_to_dict(spec))
-    stamp = now_iso()
-    with transaction(conn):
-        conn.execute(
-            """INSERT INTO runs
-               (id, backend, dataset, spec, status, out_dir, created_at, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(id) DO UPDATE SET status = excluded.status,
-               spec = excluded.spec, updated_at = excluded.updated_at""",
-            (run_id, backend, dataset, spec_json, status, str(out_dir), stamp, stamp),
-        )
+def _recording(conn: sqlite3.Connection, run_id: str, on_event: OnEvent) -> OnEvent:
+    """``on_event`` that also keeps ``runs.step`` up to date, cheaply.
 
+    The step is written at each checkpoint, evaluation and the end, and for plain
+    steps at most every :data:`STEP_RECORD_SECONDS`: one small transaction, never
+    one per step.
+    """
+    last_write = time.monotonic()
 
-def _set_status(conn: sqlite3.Connection, run_id: str, status: str) -> None:
-    with transaction(conn):
-        conn.execute(
-            "UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, now_iso(), run_id)
-        )
+    def handle(event: TrainEvent) -> None:
+        nonlocal last_write
+        on_event(event)
+        now = time.monotonic()
+        if event.kind in ("save", "eval", "end") or now - last_write >= STEP_RECORD_SECONDS:
+            try:
+                store.set_run_step(conn, run_id, event.step)
+            except sqlite3.Error as e:  # progress only: training goes on
+                log.warning("could not record step %d of run %s: %s", event.step, run_id, e)
+            last_write = now
+        if event.kind in ("step", "save"):
+            crash_point("train", event.kind)
+
+    return handle
 
 
 def _finish_run(
@@ -190,12 +214,7 @@ def _finish_run(
         "seconds": result.seconds,
         "stopped_early": result.stopped_early,
     }
-    with transaction(conn):
-        conn.execute(
-            "UPDATE runs SET status = 'done', step = ?, adapter_dir = ?, result = ?, "
-            "updated_at = ? WHERE id = ?",
-            (result.steps, str(result.adapter_dir), json.dumps(summary), now_iso(), run_id),
-        )
+    store.finish_run(conn, run_id, result.steps, result.adapter_dir, summary)
     return RunRecord(run_id, backend, dataset, "done", out_dir, result.adapter_dir, summary)
 
 

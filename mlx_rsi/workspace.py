@@ -209,6 +209,41 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX sessions_by_path ON sessions(path);
         """,
     ),
+    (
+        # A cycle and the stages it completed, so a crashed cycle is finished by the next
+        # run (mlx_rsi/store.py). A version left 'training' by an older mlx-rsi becomes an
+        # unfinished cycle whose dataset is done: the next `train` resumes its run.
+        "0003_cycles",
+        """
+        CREATE TABLE cycles (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            version TEXT,
+            dataset TEXT,
+            dataset_built INTEGER NOT NULL DEFAULT 0,
+            run_id TEXT,
+            created_at TEXT,
+            updated_at TEXT
+        );
+        CREATE TABLE cycle_stages (
+            cycle_id TEXT NOT NULL REFERENCES cycles(id),
+            stage TEXT NOT NULL,
+            result TEXT NOT NULL DEFAULT '{}',
+            finished_at TEXT,
+            PRIMARY KEY (cycle_id, stage)
+        );
+        CREATE INDEX cycles_by_status ON cycles(status);
+        INSERT INTO cycles (id, status, version, dataset, run_id, created_at, updated_at)
+            SELECT 'legacy-' || name, 'running', name, dataset, run_id, created_at, updated_at
+            FROM versions
+            WHERE status = 'training' AND dataset IN (SELECT name FROM datasets);
+        INSERT INTO cycle_stages (cycle_id, stage, result, finished_at)
+            SELECT c.id, 'dataset', json_object('dataset', c.dataset, 'path', d.path),
+                c.created_at
+            FROM cycles c JOIN datasets d ON d.name = c.dataset
+            WHERE c.id LIKE 'legacy-%';
+        """,
+    ),
 ]
 
 

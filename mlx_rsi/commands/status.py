@@ -32,6 +32,15 @@ def status(app: AppContext, as_json: bool) -> None:
     ui.line(f"current version: {report.current_version or 'base (none promoted yet)'}")
     ui.line(f"latest dataset: {report.latest_dataset or '-'}")
     ui.table("contents", ["what", "count"], sorted(report.counts.items()))
+    if report.running:
+        ui.line(f"running: {report.running}")
+    if report.unfinished_cycle:
+        cycle = report.unfinished_cycle
+        done = ", ".join(cycle["completed"]) or "nothing yet"
+        ui.line(
+            f"unfinished cycle {cycle['version'] or cycle['id']} (done: {done}); "
+            "the next `mlx-rsi train` finishes it, `train --fresh` abandons it"
+        )
     if report.interrupted_runs:
         ui.line(
             f"interrupted runs (resumed by the next `train`): {', '.join(report.interrupted_runs)}"
