@@ -30,8 +30,11 @@ COMMANDS: dict[str, str] = {
     "watch": "mlx_rsi.commands.watch:watch",
     "curate": "mlx_rsi.commands.curate:curate",
     "dataset": "mlx_rsi.commands.dataset:dataset",
+    "eval": "mlx_rsi.commands.eval:eval_",
     "ingest": "mlx_rsi.commands.ingest:ingest",
     "sessions": "mlx_rsi.commands.sessions:sessions",
+    "export": "mlx_rsi.commands.export:export",
+    "publish": "mlx_rsi.commands.publish:publish",
 }
 
 

@@ -235,9 +235,17 @@ class PublishConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
+    """When `mlx-rsi watch` runs a cycle (mlx_rsi/daemon/, docs/watch.md)."""
+
     cron: str | None = None  # e.g. "0 2 * * 1" (seed step 18: Mondays 02:00)
     min_new_examples: int = field(default=20, metadata=_range(0))  # seed step 18
     debounce_seconds: float = field(default=30.0, metadata=_range(0.0))
+    rescan_minutes: float = field(default=60.0, metadata=_range(0.1))  # safety net
+    require_ac_power: bool = True  # where detectable; unknown counts as on AC
+    min_cpu_idle: float = field(default=50.0, metadata=_range(0.0, 100.0))  # % of others' use
+    busy_hours: tuple[str, ...] = ()  # e.g. ["09:00-18:00"]: no training then
+    check_seconds: float = field(default=60.0, metadata=_range(1.0))  # quiet/trigger polls
+    priority: Literal["normal", "low", "background"] = "low"
 
 
 @dataclass(frozen=True)

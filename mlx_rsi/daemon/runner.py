@@ -1,0 +1,391 @@
+"""The daemon: watch the sources, ingest settled changes, run cycles when triggered.
+
+One daemon per workspace: it holds the ``daemon`` lock for its whole life and the
+``workspace`` lock only while it ingests or runs a cycle, so ``mlx-rsi train``
+works beside an idle daemon and is refused while a cycle runs. The cycle is the
+same :func:`mlx_rsi.cycle.run_cycle` ``mlx-rsi train`` runs; nothing of the ML
+stack is imported before the first cycle starts.
+
+Signals: SIGTERM and SIGINT set the stop event. During a cycle they are also
+forwarded as Ctrl-C, which the backends turn into "checkpoint at the next step
+boundary, then stop", so the daemon exits within seconds and the next start
+resumes the run. A kill -9 leaves the run marked running; the next cycle resumes
+it from its last checkpoint (the cycle's own crash safety).
+
+Training yields to the user: the daemon runs at low priority
+(:mod:`.priority`) and, at each progress event of the backend (every
+``train.logging_steps`` optimizer steps), waits while the machine is not quiet.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from mlx_rsi.config import Config
+from mlx_rsi.daemon import triggers
+from mlx_rsi.daemon.events import Batch, EventSource, WatchdogSource, WatchRoot, watch
+from mlx_rsi.daemon.priority import lower_priority
+from mlx_rsi.daemon.quiet import IdleMeter, QuietProbe, QuietReport, parse_hours
+from mlx_rsi.daemon.state import DaemonState, read_counted, write_counted
+from mlx_rsi.errors import InterruptedRun, MlxRsiError
+from mlx_rsi.lock import LockHeldError, WorkspaceLock
+from mlx_rsi.workspace import Workspace, now_iso
+
+log = logging.getLogger(__name__)
+COMMAND = "mlx-rsi watch"
+PAUSE_CHECK_SECONDS = 5.0  # how often a paused run re-reads the quiet conditions
+
+CycleFn = Callable[..., Any]
+
+
+def watch_roots(ws: Workspace, cfg: Config) -> list[WatchRoot]:
+    """The configured source folders (ingest's own target rules) with their name filters."""
+    from mlx_rsi.ingest import _targets, _wanted
+
+    return [
+        WatchRoot(target.path, functools.partial(_wanted_name, _wanted, target))
+        for target in _targets(ws, cfg.sources, None, None)
+    ]
+
+
+def _wanted_name(wanted: Callable[[str, Any], bool], target: Any, name: str) -> bool:
+    return wanted(name, target)
+
+
+@dataclass
+class Daemon:
+    """One daemon over one workspace; collaborators are injectable for tests."""
+
+    ws: Workspace
+    cfg: Config
+    once: bool = False
+    source: EventSource | None = None
+    probe: QuietProbe | None = None
+    cycle: CycleFn | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    _state: DaemonState | None = None
+    _counted: set[str] = field(default_factory=set)
+    _new: set[str] | None = None  # None = recount at the next check
+    _failed_at: float | None = None
+    _last_probe: float = 0.0
+
+    # ------------------------------------------------------------------ life
+
+    def run(self) -> int:
+        """Run until stopped (or one pass with ``once``); the exit code."""
+        triggers.check_cron(self.cfg.schedule.cron)
+        hours = parse_hours(self.cfg.schedule.busy_hours)
+        self.ws.store().close()  # a missing workspace is one line, before any lock file
+        with WorkspaceLock(self.ws.root, COMMAND, name="daemon"):
+            self._state = DaemonState(self.ws.root)
+            self._counted = read_counted(self.ws.root)
+            self.probe = self.probe or QuietProbe(
+                self.cfg.schedule.require_ac_power,
+                self.cfg.schedule.min_cpu_idle,
+                hours,
+                idle=IdleMeter().percent,
+            )
+            done = lower_priority(self.cfg.schedule.priority)
+            log.info("daemon started (PID %s)%s", self.state.get("pid"), _joined(done))
+            with self._signals():
+                try:
+                    return self._loop()
+                finally:
+                    self._close_source()
+                    self.state.update(state="stopped", reason="")
+                    log.info("daemon stopped")
+
+    @property
+    def state(self) -> DaemonState:
+        assert self._state is not None
+        return self._state
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        if self.source is not None:
+            self.source.wake()
+
+    def _loop(self) -> int:
+        self._handle(Batch(frozenset(), rescan=True))  # catch up on what changed while down
+        if self.once:
+            return 0
+        source = self._open_source()
+        schedule = self.cfg.schedule
+        for batch in watch(
+            source,
+            self.stop,
+            debounce=schedule.debounce_seconds,
+            tick=schedule.check_seconds,
+            rescan=schedule.rescan_minutes * 60,
+        ):
+            self._handle(batch)
+        return 0
+
+    def _open_source(self) -> EventSource:
+        if self.source is None:
+            watchdog = WatchdogSource(watch_roots(self.ws, self.cfg))
+            watchdog.start()
+            self.source = watchdog
+        return self.source
+
+    def _close_source(self) -> None:
+        if isinstance(self.source, WatchdogSource):
+            self.source.stop()
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    # ------------------------------------------------------------------ one check
+
+    def _handle(self, batch: Batch) -> None:
+        if self.stop.is_set():
+            return
+        if batch.paths or batch.rescan:
+            self._ingest(batch)
+        if isinstance(self.source, WatchdogSource) and batch.rescan:
+            self.source.refresh()
+        decision = self._decide()
+        if decision.run and not self.stop.is_set():
+            self._run_cycle(decision)
+
+    def _ingest(self, batch: Batch) -> None:
+        from mlx_rsi.ingest import ingest
+
+        what = f"{len(batch.paths)} changed file(s)" if batch.paths else "rescan"
+        self.state.update(state="ingesting", reason=what)
+        try:
+            with WorkspaceLock(self.ws.root, COMMAND):
+                result = ingest(self.ws, self.cfg)
+        except LockHeldError as e:
+            log.info("ingest postponed: %s", e.message)
+            self._new = None
+            return
+        except MlxRsiError as e:
+            log.error("ingest failed: %s", e.one_line())
+            return
+        log.info("%s (%s)", result.summary(), what)
+        self.state.update(last_ingest={"at": now_iso(), "summary": result.summary()})
+        if result.new_messages or self._new is None:
+            self._new = None
+
+    def _decide(self) -> triggers.Decision:
+        schedule = self.cfg.schedule
+        if self._new is None:
+            try:
+                self._new = triggers.new_examples(self.ws, self.cfg, self._counted)
+            except MlxRsiError as e:
+                log.error("counting new examples failed: %s", e.one_line())
+                self._new = set()
+        now = datetime.now().astimezone()
+        last = _parse_time((self.state.get("last_cycle") or {}).get("started_at"))
+        next_cron = triggers.next_slot(schedule.cron, now) if schedule.cron else None
+        assert self.probe is not None
+        quiet = self.probe.read()
+        self._last_probe = time.monotonic()
+        decision = triggers.decide(
+            self.cfg,
+            unfinished=triggers.has_unfinished_cycle(self.ws),
+            new=len(self._new),
+            due=triggers.cron_due(schedule.cron, now, last),
+            next_cron=next_cron,
+            quiet=quiet,
+        )
+        if decision.run and self._backing_off():
+            decision = triggers.Decision(False, "the last cycle failed; retrying after a rescan")
+        self.state.update(
+            state="idle" if not decision.run else "starting cycle",
+            reason=decision.reason,
+            new_examples=len(self._new),
+            min_new_examples=schedule.min_new_examples,
+            next_cron=next_cron.isoformat(timespec="minutes") if next_cron else None,
+            quiet=quiet.to_dict(),
+        )
+        log.debug("check: %s", decision.reason)
+        return decision
+
+    def _backing_off(self) -> bool:
+        if self._failed_at is None:
+            return False
+        if time.monotonic() - self._failed_at >= self.cfg.schedule.rescan_minutes * 60:
+            self._failed_at = None
+            return False
+        return True
+
+    # ------------------------------------------------------------------ the cycle
+
+    def _run_cycle(self, decision: triggers.Decision) -> None:
+        keys = set(self._new or ())
+        started = now_iso()
+        log.info("cycle starting: %s", decision.reason)
+        self.state.update(state="cycle", reason=decision.reason, stage="starting")
+        outcome, message = "failed", ""
+        try:
+            with WorkspaceLock(self.ws.root, COMMAND), self._cycle_signals():
+                result = self._cycle_fn()(
+                    self.ws,
+                    self.cfg,
+                    report=self._report,
+                    on_train_event=self._on_train_event,
+                )
+            outcome = "promoted" if result.promoted else "rejected"
+            message = f"{result.version} {outcome}"
+            self._counted |= keys
+            write_counted(self.ws.root, self._counted)
+            self._maybe_publish(result)
+        except LockHeldError as e:
+            outcome, message = "postponed", e.message
+        except (InterruptedRun, KeyboardInterrupt):
+            outcome, message = "interrupted", "stopped at a step boundary; resumes on restart"
+            self.stop.set()
+        except MlxRsiError as e:
+            message = e.one_line()
+            self._failed_at = time.monotonic()
+        finally:
+            self._new = None
+        log.info("cycle %s: %s", outcome, message)
+        cycle = {"started_at": started, "finished_at": now_iso(), "outcome": outcome}
+        self.state.update(state="idle", stage=None, last_cycle={**cycle, "message": message})
+
+    def _cycle_fn(self) -> CycleFn:
+        if self.cycle is None:
+            from mlx_rsi.cycle import run_cycle
+
+            self.cycle = run_cycle
+        return self.cycle
+
+    @contextmanager
+    def _cycle_signals(self) -> Iterator[None]:
+        """Ctrl-C semantics the backends expect while a cycle runs (main thread only)."""
+        main = threading.current_thread() is threading.main_thread()
+        signums = (signal.SIGINT, signal.SIGTERM)
+        previous = {s: signal.getsignal(s) for s in signums} if main else {}
+        if main:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, _forward_as_interrupt(self))
+        try:
+            yield
+        finally:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
+
+    def _report(self, line: str) -> None:
+        log.info("%s", line)
+        self.state.update(stage=line)
+
+    def _on_train_event(self, event: Any) -> None:
+        if event.kind in ("save", "stop", "end", "start"):
+            log.info("train %s at step %s %s", event.kind, event.step, event.message)
+        if event.kind == "step":
+            log.info("train step %s/%s loss %s", event.step, event.total_steps, event.loss)
+            self._yield_to_user(event.step)
+
+    def _yield_to_user(self, step: int) -> None:
+        """Wait here (a step boundary) while the machine is not quiet."""
+        if self.stop.is_set() or time.monotonic() - self._last_probe < PAUSE_CHECK_SECONDS:
+            return
+        assert self.probe is not None
+        report = self._probe()
+        if report.quiet:
+            return
+        log.info("training paused at step %s: %s", step, ", ".join(report.reasons))
+        self.state.update(state="paused", reason=", ".join(report.reasons), quiet=report.to_dict())
+        while not self.stop.wait(max(PAUSE_CHECK_SECONDS, self.cfg.schedule.check_seconds / 4)):
+            report = self._probe()
+            if report.quiet:
+                log.info("training resumed at step %s", step)
+                self.state.update(state="cycle", reason="quiet again", quiet=report.to_dict())
+                return
+
+    def _probe(self) -> QuietReport:
+        assert self.probe is not None
+        self._last_probe = time.monotonic()
+        return self.probe.read()
+
+    def _maybe_publish(self, result: Any) -> None:
+        if not result.promoted or not getattr(self.cfg.publish, "auto", False):
+            return
+        import importlib
+
+        try:
+            publish = importlib.import_module("mlx_rsi.publish")
+        except ImportError:
+            log.warning("publish.auto is set but this mlx-rsi has no publish stage")
+            return
+        try:
+            outcome = publish.publish(self.ws, self.cfg, version=result.version)
+            log.info("publish: %s", getattr(outcome, "summary", lambda: outcome)())
+        except MlxRsiError as e:
+            log.error("publish failed: %s", e.one_line())
+
+
+def _forward_as_interrupt(daemon: Daemon) -> Callable[[int, FrameType | None], None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: checkpointing and stopping", signal.Signals(signum).name)
+        daemon.request_stop()
+        forward = signal.getsignal(signal.SIGINT)
+        if callable(forward):
+            forward(signal.SIGINT, frame)
+
+    return handler
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone()
+    except ValueError:
+        return None
+
+
+def _joined(parts: list[str]) -> str:
+    return f"; {', '.join(parts)}" if parts else ""
+
+
+def configure_logging(root: Path, stderr_level: int) -> Path:
+    """``logs/daemon.log`` (rotated: 5 x 5 MB) plus stderr at ``stderr_level``."""
+    from logging.handlers import RotatingFileHandler
+
+    path = root / "logs" / "daemon.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    file_handler = RotatingFileHandler(path, maxBytes=5 * 1024 * 1024, backupCount=5)
+    file_handler.setFormatter(formatter)
+    file_handler.setLevel(logging.INFO)
+    stream = logging.StreamHandler()
+    stream.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    stream.setLevel(stderr_level)
+    root_logger = logging.getLogger()
+    for handler in list(root_logger.handlers):
+        root_logger.removeHandler(handler)
+    root_logger.addHandler(file_handler)
+    root_logger.addHandler(stream)
+    root_logger.setLevel(min(logging.INFO, stderr_level))
+    return path
