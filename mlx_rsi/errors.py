@@ -8,6 +8,7 @@ with ``--debug``).
 from __future__ import annotations
 
 import errno
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +89,10 @@ class NotWritableError(MlxRsiError):
 
 _FULL_TEXTS = ("no space left on device", "database or disk is full", "os error 28", "storagefull")
 _READ_ONLY_TEXTS = ("read-only file system", "readonly database", "os error 30")
+# Errors that hide their cause (SQLite's shared-memory file, torch's zip writer): read
+# as "disk full" only when the disk written to really has next to nothing left.
+_VAGUE_WRITE_TEXTS = ("disk i/o error", "file write failed", "pytorchstreamwriter failed")
+_NEARLY_FULL_BYTES = 1 << 20
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _DENIED_ERRNOS = (errno.EACCES, errno.EPERM)
 
@@ -104,7 +109,9 @@ def storage_error(exc: BaseException, where: Path | str | None = None) -> MlxRsi
         place = _place(error, where)
         text = str(error).lower()
         code = error.errno if isinstance(error, OSError) else None
-        if code in _FULL_ERRNOS or any(t in text for t in _FULL_TEXTS):
+        vague = code == errno.EIO or any(t in text for t in _VAGUE_WRITE_TEXTS)
+        full = code in _FULL_ERRNOS or any(t in text for t in _FULL_TEXTS)
+        if full or (vague and _nearly_full(where)):
             return DiskFullError(
                 f"the disk is full: no space left to write {place}",
                 hint="free some space on that disk (or use --workspace on another one), "
@@ -121,6 +128,18 @@ def storage_error(exc: BaseException, where: Path | str | None = None) -> MlxRsi
                 hint="check the folder's owner and permissions, or use another --workspace",
             )
     return None
+
+
+def _nearly_full(where: Path | str | None) -> bool:
+    if where is None:
+        return False
+    folder = Path(where)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < _NEARLY_FULL_BYTES
+    except OSError:
+        return False
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -101,8 +101,11 @@ class WorkspaceLock:
         stale = _read_holder(fd)
         if stale is not None and stale.pid != os.getpid():
             log.warning("taking over the %s lock left by %s", self.name, stale.describe())
-        _write_holder(fd, LockHolder(os.getpid(), self.command, _now()))
-        self._fd = fd
+        self._fd = fd  # held from here on: release() must run even if the record fails
+        try:
+            _write_holder(fd, LockHolder(os.getpid(), self.command, _now()))
+        except OSError as e:  # a full disk: the flock alone still excludes other writers
+            log.info("cannot record the %s lock holder in %s: %s", self.name, path, e)
 
     def release(self) -> None:
         if self._fd is None:

@@ -70,7 +70,7 @@ def writes_workspace(
                 with storage_errors(target or root):
                     return command(app, *args, **kwargs)
             name = click.get_current_context().command_path
-            with app.writing(name, creates=creates), storage_errors(root):
+            with storage_errors(root), app.writing(name, creates=creates):
                 return command(app, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
