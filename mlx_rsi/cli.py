@@ -28,7 +28,6 @@ COMMANDS: dict[str, str] = {
     "doctor": "mlx_rsi.commands.doctor:doctor",
     "train": "mlx_rsi.commands.train:train",
     "watch": "mlx_rsi.commands.watch:watch",
-    "watch": "mlx_rsi.commands.watch:watch",
     "curate": "mlx_rsi.commands.curate:curate",
     "dataset": "mlx_rsi.commands.dataset:dataset",
     "eval": "mlx_rsi.commands.eval:eval_",
