@@ -85,6 +85,21 @@ SEED_CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 
 
+# A category rule starting with this is a Python regex; others are keywords.
+CATEGORY_REGEX_PREFIX = "re:"
+DEFAULT_SCORE_RULES: dict[str, float] = {
+    "feedback_positive": 1.0,  # explicit success / thumbs up / "y"
+    "feedback_negative": 0.5,  # explicit failure (seed: 0.5)
+    "unlabeled": 0.9,  # no feedback: the starting score
+    "tool_success": 0.05,  # per successful tool call (at most +0.1 in all)
+    "tool_error": -0.1,  # per failed tool call (at most -0.3 in all)
+    "rejection": -0.4,  # the person refused a tool call
+    "interrupt": -0.3,  # the person interrupted the answer
+    "correction": -0.5,  # the person's next message corrects the answer
+}
+_SCORE_RULES_IN_0_1 = ("feedback_positive", "feedback_negative", "unlabeled")
+
+
 @dataclass(frozen=True)
 class CurateConfig:
     threshold: float = field(default=0.9, metadata=_range(0.0, 1.0))  # seed step 7
@@ -95,7 +110,7 @@ class CurateConfig:
     # rejected or interrupted answer include that answer's turn regardless.
     context_turns: int = field(default=0, metadata=_range(0))
     max_tool_result_chars: int = field(default=4000, metadata=_range(0))  # 0 = no limit
-    # Effectiveness rules (mlx_rsi/curate/score.py has the table and defaults).
+    # Effectiveness rules: overrides of DEFAULT_SCORE_RULES (above; mlx_rsi/curate/score.py).
     score_rules: dict[str, float] = field(default_factory=dict)
     near_duplicate_threshold: float = field(default=0.85, metadata=_range(0.0, 1.0))
     redact_emails: bool = True
@@ -120,6 +135,19 @@ class CurateConfig:
     valid_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5))
     test_fraction: float = field(default=0.1, metadata=_range(0.0, 0.5))
     seed: int = 0
+
+    def problems(self) -> list[tuple[str, str]]:
+        """What the types cannot express (regexes, rule names): (key, "key…: why")."""
+        return [
+            *_category_problems(self.categories),
+            *_score_rule_problems(self.score_rules),
+            *_regex_problems("secret_patterns", self.secret_patterns),
+            *(
+                ("category_caps", f"category_caps.{name} must be >= 0, got {cap}")
+                for name, cap in self.category_caps.items()
+                if cap < 0
+            ),
+        ]
 
 
 @dataclass(frozen=True)
@@ -278,7 +306,11 @@ def load_config(path: Path | None) -> Config:
     text = _read(path)
     node = _compose(text, path)
     if node is None:
-        return Config()
+        raise ConfigError(
+            f"{path}: the config file is empty (no settings at all)",
+            hint="write the settings you want, recreate it with `mlx-rsi init --force`, "
+            "or leave out --config to use the defaults",
+        )
     problems: list[str] = []
     raw = _to_python(node, path, problems)
     if not isinstance(raw, _Located):
@@ -290,18 +322,7 @@ def load_config(path: Path | None) -> Config:
         count = f"{len(problems)} problems: " if len(problems) > 1 else ""
         raise ConfigError(f"{path}: {count}{'; '.join(problems)}")
     assert isinstance(config, Config)
-    _check_rules(config, path)
     return config
-
-
-def _check_rules(config: Config, path: Path) -> None:
-    """Checks the types cannot express (regexes, rule names), named by file and key."""
-    from mlx_rsi.curate import validate_curate_config
-
-    try:
-        validate_curate_config(config)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e.message}", hint=e.hint) from e
 
 
 def _read(path: Path) -> str:
@@ -377,6 +398,7 @@ def _build(cls: type, raw: Any, where: str, path: Path, problems: list[str]) -> 
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
+    found_before = len(problems)
     for key, value in raw.values.items():
         dotted = f"{where}.{key}" if where else key
         line = raw.lines.get(key, 0)
@@ -398,7 +420,51 @@ def _build(cls: type, raw: Any, where: str, path: Path, problems: list[str]) -> 
     if missing:
         problems.append(f"{where or 'top level'}: missing required key(s) {', '.join(missing)}")
         return None
-    return cls(**kwargs)
+    built = cls(**kwargs)
+    if len(problems) == found_before and hasattr(built, "problems"):
+        for key, text in built.problems():
+            dotted = f"{where}.{text}" if where else text
+            problems.append(f"line {raw.lines.get(key, 0)}: {dotted}")
+    return built
+
+
+# --------------------------------------------------------------------------- section rules
+
+
+def _regex_problems(key: str, patterns: dict[str, str]) -> list[tuple[str, str]]:
+    found = []
+    for name, pattern in patterns.items():
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            found.append((key, f"{key}.{name}: invalid regex {pattern!r}: {e}"))
+    return found
+
+
+def _category_problems(categories: dict[str, tuple[str, ...]]) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    for name, rules in categories.items():
+        regexes = {
+            f"{name}[{index}]": rule[len(CATEGORY_REGEX_PREFIX) :]
+            for index, rule in enumerate(rules)
+            if rule.startswith(CATEGORY_REGEX_PREFIX)
+        }
+        found += _regex_problems("categories", regexes)
+    return found
+
+
+def _score_rule_problems(rules: dict[str, float]) -> list[tuple[str, str]]:
+    found = []
+    for name, value in rules.items():
+        where = f"score_rules.{name}"
+        if name not in DEFAULT_SCORE_RULES:
+            valid = ", ".join(DEFAULT_SCORE_RULES)
+            found.append(("score_rules", f"{where}: unknown rule (valid: {valid})"))
+        elif name in _SCORE_RULES_IN_0_1 and not 0.0 <= value <= 1.0:
+            found.append(("score_rules", f"{where} must be between 0 and 1, got {value}"))
+        elif not -1.0 <= value <= 1.0:
+            found.append(("score_rules", f"{where} must be between -1 and 1, got {value}"))
+    return found
 
 
 def _unknown_key(key: str, dotted: str, line: int, valid: list[str]) -> str:

@@ -133,3 +133,57 @@ def test_invalid_category_regex_fails_at_load(tmp_path):
         load_config(path)
     line = one_line(exc)
     assert str(path) in line and "curate.categories.sql[0]: invalid regex" in line
+
+
+def test_empty_config_file_is_an_error(tmp_path):
+    for text in ("", "\n\n", "# only a comment\n"):
+        with pytest.raises(ConfigError) as exc:
+            load_config(write(tmp_path, text))
+        assert "the config file is empty" in one_line(exc)
+
+
+def test_section_rules_name_file_and_line(tmp_path):
+    path = write(
+        tmp_path,
+        "curate:\n"
+        "  threshold: 0.8\n"
+        "  categories:\n"
+        "    sql: ['re:select (']\n"
+        "  score_rules:\n"
+        "    tool_eror: -0.1\n"
+        "  secret_patterns:\n"
+        "    mine: '[a-'\n"
+        "  category_caps:\n"
+        "    sql: -1\n",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    line = one_line(exc)
+    assert line.startswith(f"{path}: 4 problems")
+    assert "line 3: curate.categories.sql[0]: invalid regex 'select ('" in line
+    assert "line 5: curate.score_rules.tool_eror: unknown rule" in line
+    assert "line 7: curate.secret_patterns.mine: invalid regex '[a-'" in line
+    assert "line 9: curate.category_caps.sql must be >= 0, got -1" in line
+
+
+def test_config_imports_no_stage():
+    """Each section validates its own rules: config.py imports no pipeline stage."""
+    import ast
+
+    tree = ast.parse((REPO / "mlx_rsi" / "config.py").read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    stages = (
+        "mlx_rsi.curate",
+        "mlx_rsi.ingest",
+        "mlx_rsi.synth",
+        "mlx_rsi.dataset",
+        "mlx_rsi.cycle",
+    )
+    assert not [m for m in imported if m.startswith(stages)]

@@ -31,7 +31,7 @@ from mlx_rsi.curate.categorize import compile_categories
 from mlx_rsi.curate.dedup import best_first, dedup_exact, dedup_near, stable_key
 from mlx_rsi.curate.examples import count_turns, session_examples
 from mlx_rsi.curate.redact import redact_session, redact_text
-from mlx_rsi.curate.score import score_signals, validate_score_rules
+from mlx_rsi.curate.score import score_signals
 from mlx_rsi.errors import ConfigError
 from mlx_rsi.records import Example, Session
 from mlx_rsi.session_store import load_sessions
@@ -81,20 +81,8 @@ class CurateResult:
 
 
 def validate_curate_config(cfg: Config) -> None:
-    """Rules the YAML loader cannot check (regexes, rule names) → one ConfigError line."""
-    problems: list[str] = []
-    for check in (
-        lambda: compile_categories(cfg.curate.categories),
-        lambda: validate_score_rules(cfg.curate.score_rules),
-        lambda: redact_text("", cfg.curate),
-    ):
-        try:
-            check()
-        except ConfigError as e:
-            problems.append(e.message)
-    for name, cap in cfg.curate.category_caps.items():
-        if cap < 0:
-            problems.append(f"curate.category_caps.{name} must be >= 0, got {cap}")
+    """The curate section's rules (``CurateConfig.problems``) for a config built in code."""
+    problems = [f"curate.{text}" for _, text in cfg.curate.problems()]
     if not 0.0 <= cfg.curate.threshold <= 1.0:
         problems.append(f"curate.threshold must be between 0 and 1, got {cfg.curate.threshold}")
     if problems:

@@ -13,10 +13,11 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from mlx_rsi.config import CATEGORY_REGEX_PREFIX
 from mlx_rsi.errors import ConfigError
 
 GENERAL = "general"
-REGEX_PREFIX = "re:"
+REGEX_PREFIX = CATEGORY_REGEX_PREFIX
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ threshold keeps successes; a numeric rating in 0..1 is used as is.
 Without feedback the answer starts at ``unlabeled`` (0.9: the person moved on
 without complaint) and each signal adds its rule's amount (tool successes raise it
 a little; tool errors, rejections, interrupts and corrections lower it), clipped to
-0..1. The rule table is ``curate.score_rules``; keys missing there take these
-defaults.
+0..1. The rule table is ``curate.score_rules``; keys missing there take the defaults
+of ``mlx_rsi.config.DEFAULT_SCORE_RULES`` (config validates the names).
 """
 
 from __future__ import annotations
@@ -17,37 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mlx_rsi.errors import ConfigError
+from mlx_rsi.config import DEFAULT_SCORE_RULES
 
-DEFAULT_SCORE_RULES: dict[str, float] = {
-    "feedback_positive": 1.0,  # explicit success / thumbs up / "y"
-    "feedback_negative": 0.5,  # explicit failure (seed: 0.5)
-    "unlabeled": 0.9,  # no feedback: the starting score
-    "tool_success": 0.05,  # per successful tool call (at most +0.1 in all)
-    "tool_error": -0.1,  # per failed tool call (at most -0.3 in all)
-    "rejection": -0.4,  # the person refused a tool call
-    "interrupt": -0.3,  # the person interrupted the answer
-    "correction": -0.5,  # the person's next message corrects the answer
-}
 # Per-kind limits on the total a repeated signal may add or remove.
 _CAPS = {"tool_success": 0.1, "tool_error": 0.3}
-
-
-def validate_score_rules(rules: Mapping[str, float]) -> None:
-    """Unknown rule names or feedback values outside 0..1 → one ConfigError line."""
-    problems = []
-    for name, value in rules.items():
-        if name not in DEFAULT_SCORE_RULES:
-            valid = ", ".join(DEFAULT_SCORE_RULES)
-            problems.append(f"curate.score_rules.{name}: unknown rule (valid: {valid})")
-        elif name in ("feedback_positive", "feedback_negative", "unlabeled") and not (
-            0.0 <= value <= 1.0
-        ):
-            problems.append(f"curate.score_rules.{name} must be between 0 and 1, got {value}")
-        elif not -1.0 <= value <= 1.0:
-            problems.append(f"curate.score_rules.{name} must be between -1 and 1, got {value}")
-    if problems:
-        raise ConfigError("; ".join(problems), hint="fix curate.score_rules in the config")
 
 
 def score_signals(signals: Iterable[Mapping[str, Any]], rules: Mapping[str, float]) -> float:

@@ -88,6 +88,7 @@ class SourceReader(Protocol):
 REGISTRY: dict[str, str] = {
     "aider": "mlx_rsi.sources.aider:READER",
     "alpaca": "mlx_rsi.sources.alpaca:READER",
+    "atif": "mlx_rsi.sources.atif:READER",
     "chatgpt": "mlx_rsi.sources.chatgpt:READER",
     "claude_code": "mlx_rsi.sources.claude_code:READER",
     "codex": "mlx_rsi.sources.codex:READER",
