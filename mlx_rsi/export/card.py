@@ -1,0 +1,299 @@
+"""The model card (README.md) in every exported folder, and the Ollama Modelfile.
+
+A card says what the model is built on and under which license (the embedded Gemma
+base carries the Gemma terms: a published card must name them), which dataset
+version trained it (counts only: example text appears only with
+``publish.include_examples``), the training settings, the evaluation against the
+parent version, and how to run each format. Its YAML header (``base_model``,
+``license``, tags) is what the Hub indexes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backends.chat import ALPACA_PREAMBLE, CHATML_END
+
+GEMMA_TERMS = "Gemma Terms of Use (https://ai.google.dev/gemma/terms)"
+EMBEDDED_BASE_ID = "google/gemma-3-270m"
+TRAINING_KEYS = (
+    "rank",
+    "alpha",
+    "dropout",
+    "target_modules",
+    "num_layers",
+    "learning_rate",
+    "schedule",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "grad_accum",
+    "cutoff_len",
+    "template",
+)
+EVAL_KEYS = (
+    "baseline",
+    "baseline_pass_rate",
+    "candidate_pass_rate",
+    "baseline_loss",
+    "candidate_loss",
+    "promote",
+    "reason",
+)
+
+
+@dataclass
+class CardInfo:
+    """What a card tells; filled from the workspace records by the export stage."""
+
+    name: str  # e.g. "my-assistant-v1.3"
+    version: str
+    base_model: str  # a Hub id when known, else the folder name
+    license: str  # a Hub license id ("gemma", "apache-2.0", "other" …)
+    license_text: str = ""  # the terms' full name, for licenses that need naming
+    parent: str | None = None
+    dataset: str | None = None
+    dataset_counts: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    parity: list[dict[str, Any]] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
+    examples: list[dict[str, Any]] = field(default_factory=list)  # only with include_examples
+    repo_id: str | None = None
+
+    def metadata(self, library: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "base_model": self.base_model,
+            "license": self.license,
+            "library_name": library,
+            "pipeline_tag": "text-generation",
+            "tags": ["mlx-rsi", "lora", "fine-tuned", *self._format_tags()],
+        }
+        if self.license == "other" and self.license_text:
+            meta["license_name"] = self.license_text.split(" (")[0].lower().replace(" ", "-")
+        return meta
+
+    def _format_tags(self) -> list[str]:
+        tags = []
+        if any(f.startswith("gguf") or f == "ollama" for f in self.formats):
+            tags.append("gguf")
+        if any(f.startswith("mlx") for f in self.formats):
+            tags.append("mlx")
+        return tags
+
+
+def base_identity(base_name: str, base_dir: Path) -> tuple[str, str, str]:
+    """(base_model id, license id, license text) of a base model."""
+    source = Path(base_dir) / "mlx-rsi-source.json"
+    if source.is_file():  # the embedded Gemma-3-270M
+        return EMBEDDED_BASE_ID, "gemma", GEMMA_TERMS
+    front = _front_matter(Path(base_dir) / "README.md")
+    base_id = str(front.get("base_model") or base_name)
+    if base_name.count("/") == 1 and not Path(base_name).exists():
+        base_id = base_name
+    license_id = str(front.get("license") or "other")
+    text = GEMMA_TERMS if license_id == "gemma" else str(front.get("license_name") or "")
+    return base_id, license_id, text
+
+
+def _front_matter(readme: Path) -> dict[str, Any]:
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    if not text.startswith("---"):
+        return {}
+    block = text.split("---", 2)[1] if text.count("---") >= 2 else ""
+    try:
+        data = yaml.safe_load(block)
+    except yaml.YAMLError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def render_card(info: CardInfo, library: str, files: list[str]) -> str:
+    header = yaml.safe_dump(info.metadata(library), sort_keys=False, allow_unicode=True)
+    parts = [f"---\n{header}---\n", f"# {info.name}\n", _about(info), _license(info)]
+    parts += [_data(info), _training(info), _evaluation(info), _parity(info), _files(files)]
+    parts += [_usage(info, library, files), _intended_use(), _examples(info)]
+    return "\n".join(p for p in parts if p).rstrip() + "\n"
+
+
+def _about(info: CardInfo) -> str:
+    parent = f", parent version {info.parent}" if info.parent else ""
+    return (
+        f"Version {info.version} of a LoRA fine-tune of [{info.base_model}]"
+        f"(https://huggingface.co/{info.base_model}){parent}, trained by "
+        "mlx-rsi on the owner's own work sessions, adapter merged "
+        "into the base weights.\n"
+    )
+
+
+def _license(info: CardInfo) -> str:
+    terms = info.license_text or info.license
+    return (
+        f"## License\n\nThe base model's license applies: **{terms}**. Use and redistribution "
+        "of this derivative are subject to it.\n"
+    )
+
+
+def _data(info: CardInfo) -> str:
+    if not info.dataset:
+        return ""
+    counts = info.dataset_counts.get("counts") or {}
+    rows = "".join(f"| {split} | {n} |\n" for split, n in counts.items())
+    table = f"\n| split | examples |\n|---|---|\n{rows}" if rows else ""
+    sessions = info.dataset_counts.get("sessions")
+    n_sessions = len(sessions) if isinstance(sessions, (list, dict)) else sessions
+    extra = f" from {n_sessions} sessions" if n_sessions else ""
+    return (
+        f"## Training data\n\nDataset version **{info.dataset}**{extra}: curated from the "
+        f"owner's session logs, secrets redacted before storage.{table}\n"
+    )
+
+
+def _training(info: CardInfo) -> str:
+    if not info.training:
+        return ""
+    rows = "".join(
+        f"| {key} | {_show(info.training[key])} |\n"
+        for key in TRAINING_KEYS
+        if key in info.training
+    )
+    backend = info.training.get("backend")
+    head = f"LoRA, backend `{backend}`.\n\n" if backend else ""
+    return f"## Training settings\n\n{head}| setting | value |\n|---|---|\n{rows}"
+
+
+def _evaluation(info: CardInfo) -> str:
+    if not info.evaluation:
+        return ""
+    rows = "".join(
+        f"| {key} | {_show(info.evaluation[key])} |\n"
+        for key in EVAL_KEYS
+        if info.evaluation.get(key) is not None
+    )
+    return f"## Evaluation against the parent version\n\n| measure | value |\n|---|---|\n{rows}"
+
+
+def _parity(info: CardInfo) -> str:
+    if not info.parity:
+        return ""
+    rows = "".join(
+        f"| {p['file']} | {'yes' if p['tokenizer_equal'] else 'no'} | {p['agreement']:.0%} | "
+        f"{'ok' if p['ok'] else 'MISMATCH'} |\n"
+        for p in info.parity
+    )
+    return (
+        "## GGUF parity with transformers\n\nGreedy continuations of llama.cpp vs transformers "
+        "on the same prompts (f16/q8_0 must be identical).\n\n| file | same prompt tokens | "
+        f"greedy agreement | result |\n|---|---|---|---|\n{rows}"
+    )
+
+
+def _files(files: list[str]) -> str:
+    if not files:
+        return ""
+    return "## Files\n\n" + "".join(f"- `{f}`\n" for f in files)
+
+
+def _usage(info: CardInfo, library: str, files: list[str]) -> str:
+    repo = info.repo_id or "."
+    ggufs = [f for f in files if f.endswith(".gguf")]
+    blocks = ["## How to run\n"]
+    if library == "mlx":
+        blocks.append(f"mlx-lm:\n\n```bash\nmlx_lm.generate --model {repo} --prompt 'Hello'\n```\n")
+    if library == "transformers":
+        blocks.append(
+            "transformers:\n\n```python\nfrom transformers import pipeline\n"
+            f'chat = pipeline("text-generation", model="{repo}")\n'
+            'print(chat([{"role": "user", "content": "Hello"}], max_new_tokens=64))\n```\n'
+        )
+    if ggufs:
+        blocks.append(
+            f"llama.cpp:\n\n```bash\nllama-cli -m {ggufs[0]} -cnv\n```\n\n"
+            "Ollama (the `Modelfile` here holds the chat template and stop tokens):\n\n"
+            f"```bash\nollama create {info.name} -f Modelfile\nollama run {info.name}\n```\n"
+        )
+    return "\n".join(blocks)
+
+
+def _intended_use() -> str:
+    return (
+        "## Intended use\n\nA personal assistant adapted to its owner's own tasks and style. "
+        "It inherits the base model's limitations; it was evaluated only on held-out "
+        "examples from the same sessions. Not for safety-critical use.\n"
+    )
+
+
+def _examples(info: CardInfo) -> str:
+    if not info.examples:
+        return ""
+    shown = "\n".join(f"```json\n{json.dumps(e, ensure_ascii=False)}\n```" for e in info.examples)
+    return f"## Example training data\n\n{shown}\n"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value).replace("|", "/").replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- Ollama
+
+_OLLAMA_TEMPLATES = {
+    "chatml": (
+        "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n"
+        "{{ end }}<|im_start|>assistant\n"
+    ),
+    "alpaca": (
+        "{{ if .System }}{{ .System }}{{ else }}" + ALPACA_PREAMBLE + "{{ end }}\n\n"
+        '{{- range .Messages }}{{ if eq .Role "user" }}\n\n### Instruction:\n{{ .Content }}'
+        '{{ else if eq .Role "assistant" }}\n\n### Response:\n{{ .Content }}{{ end }}'
+        "{{ end }}\n\n### Response:\n"
+    ),
+    "gemma": (
+        "{{- range .Messages }}<start_of_turn>"
+        '{{ if eq .Role "assistant" }}model{{ else }}{{ .Role }}{{ end }}\n'
+        "{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n"
+    ),
+}
+_OLLAMA_STOPS = {
+    "chatml": [CHATML_END],
+    "alpaca": ["### Instruction:", "### Response:"],
+    "gemma": ["<end_of_turn>"],
+}
+
+
+def template_family(chat_template: str | None) -> str | None:
+    """Which of the known chat formats a jinja template renders (None if unknown)."""
+    text = chat_template or ""
+    if CHATML_END in text:
+        return "chatml"
+    if "### Instruction" in text:
+        return "alpaca"
+    if "<start_of_turn>" in text:
+        return "gemma"
+    return None
+
+
+def render_modelfile(gguf_name: str, chat_template: str | None, eos: str | None) -> str:
+    """An Ollama Modelfile for ``gguf_name`` with the chat template the model was trained with."""
+    family = template_family(chat_template)
+    lines = [f"FROM ./{gguf_name}", ""]
+    if family is None:
+        lines.append("# The chat template is read from the GGUF (tokenizer.chat_template).")
+        stops = [eos] if eos else []
+    else:
+        lines.append(f'TEMPLATE """{_OLLAMA_TEMPLATES[family]}"""')
+        stops = [*_OLLAMA_STOPS[family], *([eos] if eos else [])]
+    lines += [f'PARAMETER stop "{s}"' for s in dict.fromkeys(stops)]
+    lines += ["PARAMETER temperature 0.7", ""]
+    return "\n".join(lines)

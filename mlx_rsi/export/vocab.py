@@ -1,0 +1,258 @@
+"""The tokenizer part of a GGUF file, derived from an HF ``tokenizer.json``.
+
+llama.cpp re-implements tokenization itself, so the GGUF must name the algorithm
+(``gpt2`` = byte-level BPE with merges, ``llama`` = SentencePiece-style with scores)
+and, for byte-level BPE, the pre-tokenizer regex (``tokenizer.ggml.pre``). A wrong
+pre-tokenizer loads but splits text differently, and outputs diverge (FACTS.md), so
+the name is *derived*: the tokenizer's own pre-tokenizer splits a fixed test string
+and the pieces are compared with those of each regex llama.cpp knows. Nothing
+matches → a clear refusal, never a silently wrong file. The comparison needs no
+vocabulary, so tokenizers trained yesterday (or in a test) are handled too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlx_rsi.errors import MlxRsiError
+
+# The regexes behind llama.cpp's pre-tokenizer names (as the original tokenizers define them).
+_GPT2 = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+_LLAMA3 = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"""
+    r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+_QWEN2 = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"""
+    r""" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+PRE_TOKENIZERS: dict[str, str] = {"gpt-2": _GPT2, "llama-bpe": _LLAMA3, "qwen2": _QWEN2}
+
+# Digits, contractions, whitespace runs, newlines, emoji, CJK, Cyrillic, punctuation runs.
+CHECK_TEXT = (
+    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ ✅ 🦙🦙 3 33 333 "
+    "3333 33333 333333 3.3 3..3 3...3 ?我想在apple工作1314151天～ ------======= нещо на "
+    "Български ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you "
+    "sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL HELLO World123 x_y"
+)
+
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+)
+
+
+class VocabError(MlxRsiError):
+    """A tokenizer cannot be written to GGUF faithfully."""
+
+
+@dataclass
+class GgufVocab:
+    model: str  # "gpt2" | "llama"
+    pre: str
+    tokens: list[str]
+    types: list[int]
+    scores: list[float] | None
+    merges: list[str]
+    special_ids: dict[str, int]
+    add_bos: bool
+    add_eos: bool
+    add_space_prefix: bool | None
+    chat_template: str | None
+
+
+def build_vocab(model_dir: Path, n_rows: int) -> GgufVocab:
+    """The GGUF vocab of the tokenizer in ``model_dir``, padded to ``n_rows`` tokens."""
+    from transformers import AutoTokenizer
+
+    raw = _tokenizer_json(model_dir)
+    hf = AutoTokenizer.from_pretrained(str(model_dir))
+    model = raw.get("model", {})
+    if model.get("type") != "BPE":
+        raise VocabError(
+            f"{model_dir}/tokenizer.json: tokenizer model '{model.get('type')}' is not supported",
+            hint="GGUF export handles byte-level BPE and SentencePiece-style BPE tokenizers",
+        )
+    if model.get("byte_fallback"):
+        vocab = _sentencepiece_style(raw, n_rows)
+    else:
+        vocab = _byte_level(raw, hf, model_dir, n_rows)
+    vocab.special_ids = _special_ids(hf, len(vocab.tokens))
+    vocab.add_bos, vocab.add_eos = _added_specials(hf)
+    vocab.chat_template = hf.chat_template if isinstance(hf.chat_template, str) else None
+    return vocab
+
+
+def _tokenizer_json(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise VocabError(
+            f"{model_dir} has no tokenizer.json",
+            hint="GGUF export needs the fast tokenizer file; save the tokenizer with "
+            "transformers (tokenizer.save_pretrained) into the model folder",
+        )
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise VocabError(f"cannot read {path}: {e}") from e
+    return data
+
+
+def _ordered_tokens(raw: dict[str, Any], n_rows: int) -> tuple[list[str | None], dict[int, Any]]:
+    """Token texts by id (None for holes) and the added tokens by id."""
+    by_id: list[str | None] = [None] * n_rows
+    for text, token_id in raw["model"]["vocab"].items():
+        if token_id < n_rows:
+            by_id[token_id] = text
+    added = {int(a["id"]): a for a in raw.get("added_tokens", []) if int(a["id"]) < n_rows}
+    for token_id, entry in added.items():
+        by_id[token_id] = entry["content"]
+    return by_id, added
+
+
+def _byte_level(raw: dict[str, Any], hf: Any, model_dir: Path, n_rows: int) -> GgufVocab:
+    pre = pre_tokenizer_name(hf, raw, model_dir)
+    by_id, added = _ordered_tokens(raw, n_rows)
+    tokens: list[str] = []
+    types: list[int] = []
+    for token_id, text in enumerate(by_id):
+        if text is None:
+            tokens.append(f"[PAD{token_id}]")
+            types.append(TOKEN_UNUSED)
+        elif token_id in added:
+            tokens.append(text)
+            types.append(TOKEN_CONTROL if added[token_id].get("special") else TOKEN_USER_DEFINED)
+        else:
+            tokens.append(text)
+            types.append(TOKEN_NORMAL)
+    merges = _merges(raw)
+    return GgufVocab("gpt2", pre, tokens, types, None, merges, {}, False, False, None, None)
+
+
+def _merges(raw: dict[str, Any]) -> list[str]:
+    merges = raw["model"].get("merges") or []
+    if merges and isinstance(merges[0], list):  # transformers >= 4.45: pairs
+        return [" ".join(_space_safe(part) for part in pair) for pair in merges]
+    return [str(m) for m in merges]
+
+
+def _space_safe(part: str) -> str:
+    return "".join(chr(ord(c) + 256) if c == " " else c for c in part)
+
+
+def _sentencepiece_style(raw: dict[str, Any], n_rows: int) -> GgufVocab:
+    """A BPE with byte fallback converted from SentencePiece (Gemma, Llama 2, Mistral)."""
+    by_id, added = _ordered_tokens(raw, n_rows)
+    rank: dict[str, int] = {}
+    for index, pair in enumerate(raw["model"].get("merges") or []):
+        left, right = pair if isinstance(pair, list) else str(pair).split(" ", 1)
+        rank.setdefault(left + right, index)
+    tokens: list[str] = []
+    types: list[int] = []
+    scores: list[float] = []
+    for token_id, text in enumerate(by_id):
+        kind, score = _piece_kind(token_id, text, added, rank)
+        tokens.append(text if text is not None else f"<unused-row{token_id}>")
+        types.append(kind)
+        scores.append(score)
+    prefix = _prepends_space(raw.get("normalizer"))
+    return GgufVocab("llama", "default", tokens, types, scores, [], {}, False, False, prefix, None)
+
+
+def _piece_kind(
+    token_id: int, text: str | None, added: dict[int, Any], rank: dict[str, int]
+) -> tuple[int, float]:
+    """Token type and score; a merged piece scores by merge rank (earlier merges win)."""
+    if text is None:
+        return TOKEN_UNUSED, -1e9
+    if token_id in added:
+        return (TOKEN_CONTROL if added[token_id].get("special") else TOKEN_USER_DEFINED), -1000.0
+    if len(text) == 6 and text.startswith("<0x") and text.endswith(">"):
+        return TOKEN_BYTE, 0.0
+    if text in rank:
+        return TOKEN_NORMAL, -float(rank[text])
+    return TOKEN_NORMAL, 0.0 if len(text) == 1 else -1e6
+
+
+def _prepends_space(normalizer: Any) -> bool:
+    """Whether the normalizer puts '▁' before the text (Llama 2 style) or not (Gemma)."""
+    if not isinstance(normalizer, dict):
+        return False
+    if normalizer.get("type") == "Prepend":
+        return True
+    return any(_prepends_space(n) for n in normalizer.get("normalizers") or [])
+
+
+def pre_tokenizer_name(hf: Any, raw: dict[str, Any], where: Path) -> str:
+    """The llama.cpp pre-tokenizer whose regex splits text exactly like this tokenizer."""
+    import regex
+
+    if raw.get("normalizer") is not None:
+        raise VocabError(
+            f"{where}/tokenizer.json: a byte-level BPE with a normalizer "
+            f"({raw['normalizer'].get('type')}) has no llama.cpp equivalent"
+        )
+    backend = hf.backend_tokenizer
+    if backend.pre_tokenizer is None:
+        raise VocabError(f"{where}/tokenizer.json: byte-level BPE without a pre-tokenizer")
+    pieces = [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(CHECK_TEXT)]
+    table = _byte_table()
+    for name, pattern in PRE_TOKENIZERS.items():
+        expected = [
+            "".join(table[b] for b in part.encode("utf-8"))
+            for part in regex.findall(pattern, CHECK_TEXT)
+        ]
+        if expected == pieces:
+            return name
+    raise VocabError(
+        f"{where}/tokenizer.json: its pre-tokenizer splits text like none llama.cpp knows "
+        f"({', '.join(PRE_TOKENIZERS)})",
+        hint="export formats other than GGUF still work (mlx, hf)",
+    )
+
+
+def _byte_table() -> dict[int, str]:
+    """GPT-2's byte → printable character map (the byte-level alphabet)."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    table = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def _special_ids(hf: Any, n_tokens: int) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for kind, attribute in (
+        ("bos", "bos_token_id"),
+        ("eos", "eos_token_id"),
+        ("unk", "unk_token_id"),
+        ("pad", "pad_token_id"),
+    ):
+        value = getattr(hf, attribute, None)
+        if isinstance(value, int) and 0 <= value < n_tokens:
+            ids[kind] = value
+    return ids
+
+
+def _added_specials(hf: Any) -> tuple[bool, bool]:
+    """Whether encoding adds BOS / EOS, observed rather than read from flags."""
+    ids = hf("a")["input_ids"]
+    plain = hf("a", add_special_tokens=False)["input_ids"]
+    bos, eos = hf.bos_token_id, hf.eos_token_id
+    add_bos = len(ids) > len(plain) and bos is not None and ids[0] == bos
+    add_eos = len(ids) > len(plain) and eos is not None and ids[-1] == eos
+    return add_bos, add_eos

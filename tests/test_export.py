@@ -1,0 +1,324 @@
+"""`mlx-rsi export`: every format of tiny real models, checked by the program that runs it.
+
+GGUF files load in llama.cpp (llama-cpp-python) and f16/q8_0 greedy tokens equal
+transformers'; MLX exports load and generate in mlx-lm; the HF export loads in
+transformers. Bad input (existing output, missing tokenizer, disk full, unknown
+architecture or pre-tokenizer) is one line and leaves nothing that looks complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mlx_rsi import registry
+from mlx_rsi.config import load_config
+from mlx_rsi.errors import MlxRsiError
+from mlx_rsi.workspace import Workspace
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+
+
+def make_version_workspace(cli, base: Path, fused: Path | None = None, **config: str) -> Workspace:
+    """A workspace whose current version v1.1 has the fused model ``fused`` (default: base)."""
+    assert cli("init", "--no-standard-sources").exit_code == 0
+    extra = "".join(f"{line}\n" for line in config.values())
+    (cli.workspace / "mlx-rsi.yaml").write_text(f"model:\n  base: {base}\n{extra}")
+    ws = Workspace(cli.workspace)
+    shutil.copytree(fused or base, ws.models_dir / "v1.1" / "hf")
+    conn = ws.store()
+    try:
+        registry.record_version(
+            conn,
+            registry.Version(
+                "v1.1",
+                "candidate",
+                "v1.0",
+                eval={"baseline": "base", "candidate_loss": 1.5, "baseline_loss": 2.0},
+            ),
+        )
+        registry.promote(conn, "v1.1")
+    finally:
+        conn.close()
+    return ws
+
+
+def config_of(ws: Workspace):
+    return load_config(ws.config_path)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
+def test_every_gguf_variant_loads_and_matches_transformers(
+    cli, arch, tiny_llama_dir, tiny_qwen2_dir, tiny_gemma_dir
+):
+    from mlx_rsi.export import export_version
+
+    base = {"llama": tiny_llama_dir, "qwen2": tiny_qwen2_dir, "gemma3": tiny_gemma_dir}[arch]
+    ws = make_version_workspace(cli, base)
+    lines: list[str] = []
+    formats = ["gguf-f16", "gguf-bf16", "gguf-q8_0", "gguf-q4_k_m", "ollama"]
+    result = export_version(ws, config_of(ws), None, formats, report=lines.append)
+    by_type = {p.qtype: p for p in result.parity}
+    assert set(by_type) == {"f16", "bf16", "q8_0", "q4_k_m"}
+    for qtype in ("f16", "bf16", "q8_0"):
+        parity = by_type[qtype]
+        assert parity.tokenizer_ok, parity.summary()
+        for prompt in parity.prompts:
+            assert prompt.gguf == prompt.reference, (qtype, prompt.prompt)
+    assert by_type["q4_k_m"].tokenizer_ok  # K-quants report agreement, must still load
+    folder = ws.models_dir / "v1.1" / "gguf"
+    for qtype in by_type:
+        assert Path(result.artifacts[f"gguf-{qtype}"]).is_file()
+    assert not list(folder.glob(".*"))  # no temporary leftovers
+    modelfile = (folder / "Modelfile").read_text()
+    assert "FROM ./" in modelfile and "q4_k_m.gguf" in modelfile
+    assert 'PARAMETER stop "<|im_end|>"' in modelfile and "<|im_start|>" in modelfile
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "base_model:" in card and "greedy agreement" in card
+    record = registry.get_version(ws.store(), "v1.1")
+    assert record is not None
+    assert {p["qtype"] for p in record.eval["export"]["parity"]} == set(by_type)
+    assert record.artifacts["gguf-q8_0"].endswith("q8_0.gguf")
+
+
+def test_gguf_metadata_names_arch_vocab_template(tiny_qwen2_dir, tmp_path):
+    import gguf
+
+    from mlx_rsi.export.gguf import write_gguf
+
+    path = write_gguf(tiny_qwen2_dir, tmp_path / "m.gguf", "f16")
+    reader = gguf.GGUFReader(str(path))
+    fields = {
+        k: f.contents() for k, f in reader.fields.items() if not k.startswith("tokenizer.ggml.t")
+    }
+    assert fields["general.architecture"] == "qwen2"
+    assert fields["tokenizer.ggml.model"] == "gpt2"
+    assert fields["tokenizer.ggml.pre"] == "gpt-2"
+    assert "<|im_start|>" in fields["tokenizer.chat_template"]
+    types = reader.fields["tokenizer.ggml.token_type"]
+    assert types.types[-1] == gguf.GGUFValueType.INT32  # llama.cpp refuses unsigned types
+
+
+def test_llama_gguf_loads_in_llama_cpp_and_generates(tiny_llama_dir, tmp_path):
+    from mlx_rsi.export.gguf import write_gguf
+
+    path = write_gguf(tiny_llama_dir, tmp_path / "m.gguf", "q8_0")
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, verbose=False)
+    try:
+        out = llm("The answer is", max_tokens=4, temperature=0.0)
+    finally:
+        llm.close()
+    assert out["usage"]["completion_tokens"] >= 1
+
+
+def test_mlx_exports_load_and_generate_in_mlx_lm(cli, tiny_llama_dir):
+    pytest.importorskip("mlx_lm")
+    from mlx_lm import generate, load
+
+    from mlx_rsi.export import export_version
+
+    ws = make_version_workspace(cli, tiny_llama_dir)
+    result = export_version(ws, config_of(ws), "v1.1", ["mlx", "mlx-q4", "mlx-q8"])
+    for fmt in ("mlx", "mlx-q4", "mlx-q8"):
+        folder = Path(result.artifacts[fmt])
+        model, tokenizer = load(str(folder))
+        assert generate(model, tokenizer, prompt="Hello", max_tokens=3, verbose=False)
+        config = json.loads((folder / "config.json").read_text())
+        assert ("quantization" in config) == (fmt != "mlx")
+        assert "library_name: mlx" in (folder / "README.md").read_text()
+
+
+def test_hf_export_in_base_dtype_loads_in_transformers(cli, tiny_llama_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mlx_rsi.export import export_version
+
+    base = tmp_path / "bf16-base"
+    AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.bfloat16).save_pretrained(base)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (tiny_llama_dir / name).is_file():
+            shutil.copy(tiny_llama_dir / name, base / name)
+    fused32 = tmp_path / "fused32"
+    shutil.copytree(tiny_llama_dir, fused32)  # a float32 fused copy, as a CPU fuse leaves it
+    ws = make_version_workspace(cli, base, fused32)
+    out = tmp_path / "export"
+    result = export_version(ws, config_of(ws), "v1.1", ["hf"], out=out)
+    model = AutoModelForCausalLM.from_pretrained(result.artifacts["hf"])
+    assert model.dtype == torch.bfloat16
+    assert json.loads((out / "hf" / "config.json").read_text())["dtype"] == "bfloat16"
+    card = (out / "hf" / "README.md").read_text()
+    assert "candidate_loss" in card and "1.5" in card  # eval vs parent
+
+
+def test_fuses_a_version_adapter_when_no_fused_model(cli, tiny_llama_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from mlx_rsi.export import export_version
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    peft_model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # a LoRA that changes the outputs
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    ws = make_version_workspace(cli, tiny_llama_dir, train="train:\n  backend: peft")
+    shutil.rmtree(ws.models_dir / "v1.1" / "hf")
+    conn = ws.store()
+    version = registry.get_version(conn, "v1.1")
+    assert version is not None
+    version.artifacts = {"adapter": str(adapter)}
+    registry.record_version(conn, version)
+    conn.close()
+    result = export_version(ws, config_of(ws), "v1.1", ["hf", "gguf-f16"])
+    fused = AutoModelForCausalLM.from_pretrained(result.artifacts["hf"])
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    q_fused = fused.model.layers[0].self_attn.q_proj.weight
+    assert not torch.allclose(q_fused, base.model.layers[0].self_attn.q_proj.weight)
+    assert result.parity[0].ok
+
+
+def test_cli_export_and_refusals(cli, tiny_llama_dir, tmp_path):
+    ws = make_version_workspace(cli, tiny_llama_dir)
+    out = tmp_path / "out"
+    code, _, stderr = cli.main("export", "--format", "gguf-q8_0", "--out", str(out))
+    assert code == 0, stderr
+    assert (out / "gguf").is_dir() and (out / "export.json").is_file()
+    # an existing, non-empty output folder is refused (one line), --force replaces
+    code, _, stderr = cli.main("export", "--format", "gguf-q8_0", "--out", str(out))
+    assert code == 1 and "not empty" in stderr and "--force" in stderr
+    assert "Traceback" not in stderr
+    code, _, stderr = cli.main("export", "--format", "gguf-q8_0", "--out", str(out), "--force")
+    assert code == 0, stderr
+    code, _, stderr = cli.main("export", "--format", "gguf-q9")
+    assert code == 2 and "unknown export format 'gguf-q9'" in stderr
+    code, _, stderr = cli.main("export", "v9.9", "--format", "hf")
+    assert code == 1 and "no version 'v9.9'" in stderr
+    assert ws.root
+
+
+def test_missing_tokenizer_files_is_one_line(cli, tiny_llama_dir, tmp_path):
+    fused = tmp_path / "no-tokenizer"
+    shutil.copytree(tiny_llama_dir, fused)
+    (fused / "tokenizer.json").unlink()
+    make_version_workspace(cli, tiny_llama_dir, fused)
+    code, _, stderr = cli.main("export", "--format", "gguf-f16")
+    assert code == 1 and "no tokenizer files" in stderr and "Traceback" not in stderr
+
+
+def test_disk_full_leaves_no_complete_looking_file(cli, tiny_llama_dir, monkeypatch):
+    import gguf
+
+    ws = make_version_workspace(cli, tiny_llama_dir)
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", full)
+    code, _, stderr = cli.main("export", "--format", "gguf-f16")
+    assert code == 1 and "disk full" in stderr
+    folder = ws.models_dir / "v1.1" / "gguf"
+    assert not list(folder.glob("*")) if folder.exists() else True
+
+
+def test_unsupported_architecture_lists_supported(tmp_path, tiny_llama_dir):
+    from mlx_rsi.export.gguf import write_gguf
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_llama_dir, model)
+    config = json.loads((model / "config.json").read_text())
+    config["model_type"] = "gpt_neox"
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MlxRsiError) as caught:
+        write_gguf(model, tmp_path / "x.gguf", "f16")
+    message = caught.value.one_line()
+    assert "gpt_neox" in message and "llama" in message and "qwen2" in message
+    assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".x.gguf*"))
+
+
+def test_unknown_pre_tokenizer_is_refused(tmp_path, tiny_llama_dir):
+    from mlx_rsi.export.gguf import write_gguf
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_llama_dir, model)
+    data = json.loads((model / "tokenizer.json").read_text())
+    data["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Digits", "individual_digits": True},
+            {
+                "type": "ByteLevel",
+                "add_prefix_space": False,
+                "trim_offsets": True,
+                "use_regex": True,
+            },
+        ],
+    }
+    (model / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(MlxRsiError, match="pre-tokenizer splits text like none"):
+        write_gguf(model, tmp_path / "x.gguf", "f16")
+
+
+def test_qwen2_style_regex_is_named_qwen2(tmp_path, tiny_qwen2_dir):
+    from transformers import AutoTokenizer
+
+    from mlx_rsi.export.vocab import _QWEN2, pre_tokenizer_name
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_qwen2_dir, model)
+    data = json.loads((model / "tokenizer.json").read_text())
+    data["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {
+                "type": "Split",
+                "pattern": {"Regex": _QWEN2},
+                "behavior": "Isolated",
+                "invert": False,
+            },
+            {
+                "type": "ByteLevel",
+                "add_prefix_space": False,
+                "trim_offsets": False,
+                "use_regex": False,
+            },
+        ],
+    }
+    (model / "tokenizer.json").write_text(json.dumps(data))
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    assert pre_tokenizer_name(tokenizer, data, model) == "qwen2"
+
+
+def test_version_record_and_events(cli, tiny_qwen2_dir):
+    ws = make_version_workspace(cli, tiny_qwen2_dir)
+    code, _, stderr = cli.main("export", "v1.1", "--format", "gguf-f16,hf")
+    assert code == 0, stderr
+    with sqlite3.connect(ws.db_path) as conn:
+        row = conn.execute("SELECT artifacts, eval FROM versions WHERE name='v1.1'").fetchone()
+    artifacts, evaluation = json.loads(row[0]), json.loads(row[1])
+    assert set(artifacts) >= {"hf", "gguf-f16"}
+    assert evaluation["export"]["parity"][0]["ok"] is True
+    assert evaluation["candidate_loss"] == 1.5  # the evaluation is kept
+
+
+@pytest.mark.slow
+def test_embedded_gemma_q8_0_matches_transformers(tmp_path):
+    from mlx_rsi.basemodel import ensure_base_model
+    from mlx_rsi.export.gguf import write_gguf
+    from mlx_rsi.export.parity import check_gguf, reference
+
+    base = ensure_base_model()
+    path = write_gguf(base, tmp_path / "gemma-q8_0.gguf", "q8_0")
+    ref = reference(base, ["The capital of France is", "def add(a, b):\n    return"])
+    parity = check_gguf(path, "q8_0", ref)
+    assert parity.tokenizer_ok, parity.summary()
+    assert parity.ok, parity.summary()
