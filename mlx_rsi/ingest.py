@@ -278,6 +278,15 @@ def _entry_kind(entry: os.DirEntry[str], skip: Callable[[str, str], None]) -> st
     return "other"
 
 
+def _utf8(text: str) -> bool:
+    """False for a path whose bytes are not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _os_reason(error: OSError) -> str:
     if error.errno == errno.ELOOP:
         return "symlink_loop"
@@ -404,6 +413,8 @@ class _Ingestor:
 
     def file(self, path: Path, forced: str | None) -> FileOutcome:
         outcome = FileOutcome(str(path))
+        if not _utf8(outcome.path):  # the store keeps paths as UTF-8 text
+            return self._skip(outcome, "path_not_utf8")
         try:
             st = os.stat(path)
         except OSError as e:

@@ -10,12 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlx_rsi.errors import ModelError
+from mlx_rsi.modelcheck import check_model_folder
 
 EMBEDDED = "gemma3-270m"
 
 
 def resolve_base_model(name: str, root: Path | None = None) -> Path:
-    """An HF-layout folder for ``name``; relative paths are tried against ``root`` too."""
+    """An HF-layout folder for ``name`` whose config and weights headers are sound.
+
+    Relative paths are tried against ``root`` too.
+    """
+    folder = _find_base_model(name, root)
+    check_model_folder(folder)
+    return folder
+
+
+def _find_base_model(name: str, root: Path | None) -> Path:
     if name == EMBEDDED:
         from mlx_rsi.basemodel import ensure_base_model
 
@@ -40,7 +50,10 @@ def resolve_base_model(name: str, root: Path | None = None) -> Path:
 
 
 def check_base_model(name: str, root: Path | None = None) -> None:
-    """Fail now, cheaply, if ``resolve_base_model`` would fail (it may convert for minutes)."""
+    """Fail now, cheaply, if ``resolve_base_model`` would fail (it may convert for minutes).
+
+    Reads config.json and the weights headers (mlx_rsi.modelcheck), never the weights.
+    """
     if name == EMBEDDED:
         from mlx_rsi.basemodel import check_available
 
