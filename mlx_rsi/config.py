@@ -249,9 +249,19 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    formats: tuple[Literal["hf", "mlx", "gguf"], ...] = ("hf",)
+    # What a cycle exports after promotion: mlx, mlx-q4, mlx-q8, hf, gguf-<type>, ollama;
+    # "gguf" = every type in gguf_types; "mlx" also adds mlx-q<bits> per mlx_quantize_bits.
+    formats: tuple[str, ...] = ("hf",)
     gguf_types: tuple[str, ...] = ("f16", "q8_0", "q4_k_m")
-    mlx_quantize_bits: tuple[int, ...] = (4,)
+    mlx_quantize_bits: tuple[int, ...] = ()
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Unknown format names, GGUF types or bit widths: (key, "key…: why")."""
+        found = _format_problems("formats", self.formats, self)
+        found += _format_problems("gguf_types", [f"gguf-{t}" for t in self.gguf_types], self)
+        bits = [f"mlx-q{b}" for b in self.mlx_quantize_bits]
+        found += _format_problems("mlx_quantize_bits", bits, self)
+        return found
 
 
 @dataclass(frozen=True)
@@ -259,6 +269,12 @@ class PublishConfig:
     repo_id: str | None = None
     private: bool = True
     endpoint: str | None = None  # a Hub-compatible endpoint; None = huggingface.co
+    formats: tuple[str, ...] = ()  # what to upload; () = every exported format
+    layout: Literal["subfolders", "repo-per-format"] = "subfolders"
+    include_examples: bool = False  # example text in the model card (off: counts only)
+
+    def problems(self) -> list[tuple[str, str]]:
+        return _format_problems("formats", self.formats, ExportConfig())
 
 
 @dataclass(frozen=True)
@@ -429,6 +445,18 @@ def _build(cls: type, raw: Any, where: str, path: Path, problems: list[str]) -> 
 
 
 # --------------------------------------------------------------------------- section rules
+
+
+def _format_problems(key: str, names: Any, export: ExportConfig) -> list[tuple[str, str]]:
+    """Export format names checked by the (import-light) formats table."""
+    from mlx_rsi.errors import UsageError
+    from mlx_rsi.export.formats import expand_formats
+
+    try:
+        expand_formats(list(names), export.gguf_types, export.mlx_quantize_bits)
+    except UsageError as e:
+        return [(key, f"{key}: {e.one_line()}")]
+    return []
 
 
 def _regex_problems(key: str, patterns: dict[str, str]) -> list[tuple[str, str]]:
