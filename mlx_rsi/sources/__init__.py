@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +37,8 @@ from mlx_rsi.records import Session
 HEAD_BYTES = 64 * 1024
 # A detection this confident ends the search (formats are tried in name order).
 SURE = 0.95
+# How far detection reads past a first line longer than the head to find lines that fit.
+DETECT_SCAN_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -121,8 +124,62 @@ def read_head(path: Path) -> bytes:
 
 
 def detect_format(path: Path, head: bytes | None = None) -> str | None:
-    """The best-matching format for a file by content, or None when none fits."""
+    """The best-matching format for a file by content, or None when none fits.
+
+    A first line longer than the head (a huge pasted output, a line over
+    ``max_line_bytes`` that the reader will skip) hides the format: the file is then
+    judged by the first lines that fit (:func:`fitting_head`).
+    """
     head = read_head(path) if head is None else head
+    found = _best_format(path, head)
+    if found is None and _first_line_overflows(head):
+        fitting = fitting_head(path)
+        if fitting:
+            found = _best_format(path, fitting)
+    return found
+
+
+def _first_line_overflows(head: bytes) -> bool:
+    return len(head) >= HEAD_BYTES and b"\n" not in head
+
+
+def fitting_head(path: Path, limit: int = HEAD_BYTES, scan: int = DETECT_SCAN_BYTES) -> bytes:
+    """Up to ``limit`` bytes of the file's first whole lines no longer than ``limit``.
+
+    Longer lines are passed over; at most ``scan`` bytes are read to find them.
+    """
+    kept: list[bytes] = []
+    size = 0
+    for line in _lines(path, limit, scan):
+        kept.append(line)
+        size += len(line)
+        if size >= limit:
+            break
+    return b"".join(kept)[:limit]
+
+
+def _lines(path: Path, limit: int, scan: int) -> Iterator[bytes]:
+    """Whole lines (with their newline) of at most ``limit`` bytes, longer ones skipped."""
+    pending = b""
+    too_long = False  # the line being read already passed ``limit``: drop it
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            pending += chunk
+            while (end := pending.find(b"\n")) >= 0:
+                line, pending = pending[: end + 1], pending[end + 1 :]
+                if not too_long and len(line) <= limit:
+                    yield line
+                too_long = False
+            if len(pending) > limit:
+                pending, too_long = b"", True
+            scan -= len(chunk)
+            if scan <= 0:
+                return
+    if pending and not too_long:
+        yield pending
+
+
+def _best_format(path: Path, head: bytes) -> str | None:
     best, best_score = None, 0.0
     for name in format_names():
         score = get_reader(name).detect(path, head)
