@@ -458,7 +458,7 @@ def test_chatgpt_system_error_tool_message_is_a_tool_error(tmp_path):
     ]
 
 
-# --------------------------------------------------------------------------- 6. every file explained
+# ---------------------------------------------------------------------- 6. every file explained
 
 
 def test_every_file_is_explained(tmp_path):
