@@ -247,6 +247,8 @@ def test_claude_inline_task_subagents_are_one_session_per_call(tmp_path):
         ),
     ]
     assert [m.key for m in second.messages] == ["sb1", "m:msg_s02", "r:toolu_sb", "m:msg_s04"]
+    links = {m.key: m.metadata.get("subagent") for m in main.messages if m.role == "tool"}
+    assert links == {"r:toolu_T1": first.id, "r:toolu_T2": second.id}
     assert [m.key for m in main.messages] == [
         "m1",
         "m:msg_01T",

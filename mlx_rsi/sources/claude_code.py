@@ -18,7 +18,8 @@ Append-only JSONL (FORMATS.md). What this reader does with it:
   ``Task`` call's sidechain (a tree of its own) becomes a session whose
   ``parent_id`` is the main session and whose metadata names the call; from 2.x,
   ``agent-*.jsonl`` files are such sessions, with their ``agent-*.meta.json``
-  sidecar (description, agent type) read into the metadata;
+  sidecar (description, agent type) read into the metadata; the main session's
+  Task result names its subagent's session (``metadata["subagent"]``);
 - titles: a ``custom-title`` record, else a ``summary`` record whose ``leafUuid``
   is a record of this session (summaries about other sessions are ignored);
 - ``isMeta``, ``isCompactSummary``, slash-command and hook texts are kept as user
@@ -242,6 +243,7 @@ class ClaudeCodeReader:
             result.replace = True
             return result
         sessions = [_session(path, group, scanned) for group in groups]
+        _link_subagents(path, main, sessions)
         sessions = [s for s in sessions if s.messages]
         if main.name == "agent":  # agent files are small: re-read whole when they grow
             return ReadResult(sessions, 0, {}, skipped, replace=True)
@@ -491,6 +493,37 @@ def _session(path: Path, group: _Group, scanned: _Pass) -> Session:
             _add_user(record, builder, sidechain=sidechain)
     session.messages = builder.messages
     return session
+
+
+def _link_subagents(path: Path, main: _Group, sessions: list[Session]) -> None:
+    """The main session's Task results name the subagent session that did the work.
+
+    Inline (1.0.x) sidechains are matched by call id; 2.x results carry the agent's id
+    in ``toolUseResult.agentId``, whose transcript is ``agent-<id>.jsonl``.
+    """
+    if main.name != "main" or not sessions:
+        return
+    links = {
+        str(s.metadata["tool_call_id"]): s.id for s in sessions[1:] if "tool_call_id" in s.metadata
+    }
+    for record in main.records:
+        result = record.data.get("toolUseResult")
+        agent = result.get("agentId") if isinstance(result, dict) else None
+        if record.uuid in main.kept and isinstance(agent, str) and agent:
+            for call_id in record.result_ids() or ():
+                links.setdefault(call_id, _agent_session_id(path, agent))
+    for message in sessions[0].messages:
+        linked = links.get(message.tool_call_id or "") if message.role == "tool" else None
+        if linked:
+            message.metadata["subagent"] = linked
+
+
+def _agent_session_id(path: Path, agent: str) -> str:
+    """The session id of agent ``agent``'s transcript (2.x layout unless it sits beside)."""
+    name = f"agent-{agent}.jsonl"
+    beside = path.parent / name
+    transcript = beside if beside.exists() else path.with_suffix("") / "subagents" / name
+    return session_id(FORMAT, str(transcript), transcript.stem)
 
 
 def _title(group: _Group, scanned: _Pass) -> str | None:
