@@ -40,12 +40,19 @@ PIECES = [
     "def f(token: Token) -> None:\n    self.token = token\n    return max_tokens",
     "x" * 1200 + ",password=Hunter22Hunter22," + "y" * 1200,
     "plain words only",
+    "-rw-r--r--  1 jdoe  jdoe  12 Jan  1 12:00 a.py\nsudo chown -R jdoe:staff /srv",
+    "cd /home/jdoe/x && whoami\njdoe",
+    "card 4111 1111 1111 1111, call +1 415-555-0132 or 4155550132",
+    'Client("AC3f9e1d7c5b3a29180f6e4d2c0b9a8f71", "9f8e7d6c5b4a39281706f5e4d3c2b1a0")',
+    "SECRET_KEY=k3l(9x)#2m!q8w&zp4^v7\nmysql -u root -pS3cretPw9 db",
+    '"sessionId": "3f2b8c1e-4d5a-4b6c-9e7f-0a1b2c3d4e5f", "model": "claude-3-5-sonnet-20241022"',
+    "\u212aEY = 'Zq8xWv7uTs6r'",
 ]
 
 
-def ungated(cfg: CurateConfig) -> R.Redactor:
+def ungated(cfg: CurateConfig, texts: list[str]) -> R.Redactor:
     """The configured redactor without plugin gates or line cache."""
-    redactor = dataclasses.replace(R.redactor_for(cfg))
+    redactor = dataclasses.replace(R.redactor_for(cfg).for_texts(texts))
     redactor._plugins = [(plugin, kind, None) for plugin, kind, _ in redactor._plugins]
     redactor._lines = {}
     return redactor
@@ -53,7 +60,7 @@ def ungated(cfg: CurateConfig) -> R.Redactor:
 
 def reference(session: Session, cfg: CurateConfig) -> Counter[str]:
     """The pipeline without shortcuts: every text through every stage and plugin."""
-    redactor = ungated(cfg)
+    redactor = ungated(cfg, R._session_texts(session))
     counts: Counter[str] = Counter()
     found: dict[str, str] = {}
 

@@ -83,8 +83,12 @@ class Rule:
     An anchor is a literal (checked with ``in``) or, written ``re:<pattern>``, a
     regex with a literal prefix (one fast search instead of several ``in``).
 
-    ``group`` is the capture group replaced by the placeholder (0 = the whole match),
-    so context such as ``Authorization: Bearer`` or ``API_KEY=`` is kept.
+    ``group`` is the capture group replaced by the placeholder (0 = the whole match;
+    -1 = the first group that took part, for alternatives such as quoted or bare
+    values), so context such as ``Authorization: Bearer`` or ``API_KEY=`` is kept.
+    ``accept`` (given the value) rejects look-alikes the regex cannot tell apart;
+    such a rule's value must also look like a literal (not ``$VAR`` or ``<…>``).
+    Anchors of one or two characters (``AC``, ``SK``) are matched case-sensitively.
     """
 
     kind: str
@@ -136,11 +140,44 @@ _SECRET_NAME_PARTS = frozenset(
 _NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off", ""})
 
 
+# A name ending in one of these names something about a secret, not the secret:
+# ``sessionId``, ``token_type``, ``secret_name``, ``api_key_url``, ``token_model``.
+_NOT_SECRET_LAST_PARTS = frozenset(
+    {
+        *("ID", "IDS", "UUID", "GUID", "NAME", "NAMES", "TYPE", "TYPES", "KIND", "MODEL"),
+        *("URL", "URI", "URLS", "PATH", "FILE", "FILES", "DIR", "COUNT", "LENGTH", "LEN"),
+        *("SIZE", "MODE", "FORMAT", "FIELD", "PREFIX", "SUFFIX", "HEADER", "PARAM", "VAR"),
+        *("ENV", "LABEL", "TTL", "EXPIRY", "EXPIRES", "EXPIRATION", "VERSION", "INDEX"),
+        *("LIMIT", "MAX", "MIN", "NUM", "NUMBER", "ENABLED", "DISABLED", "REQUIRED"),
+        *("LOCATION", "HOST", "PORT", "REGION", "ENDPOINT", "PROVIDER", "ALGORITHM", "TIMEOUT"),
+        *("STORE", "MANAGER", "SERVICE", "HELPER", "STATUS", "STATE", "CACHE", "SCOPE"),
+    }
+)
+# Secret parts that name an identifier when the value is a UUID (a session id).
+_ID_LIKE_PARTS = frozenset({"SESSION", "COOKIE"})
+
+
 @functools.lru_cache(maxsize=4096)
 def is_secret_name(name: str) -> bool:
     """True for names like ``OPENAI_API_KEY``, ``dbPassword``, ``x-auth-token``."""
     parts = _name_parts(name)
+    if not parts or parts[-1] in _NOT_SECRET_LAST_PARTS:
+        return False
     return any(part in _SECRET_NAME_PARTS for part in parts) or "PASSWORD" in name.upper()
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def secret_under(name: str, value: str) -> bool:
+    """``value`` under the key ``name`` is a secret by its name (a UUID under ``session``
+    is an id; under ``api_key`` it is a key)."""
+    if not is_secret_name(name):
+        return False
+    if _UUID.fullmatch(value.strip()):
+        parts = {p for p in _name_parts(name) if p in _SECRET_NAME_PARTS}
+        return not parts <= _ID_LIKE_PARTS
+    return True
 
 
 def _plausible_secret_value(value: str) -> bool:
@@ -153,7 +190,47 @@ def _plausible_secret_value(value: str) -> bool:
     return not stripped.startswith(("$", "<", "%", "{{", "os.environ", "process.env"))
 
 
-_CODE_LIKE = re.compile(r"[()\[\]{}]|^[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+$")
+# An expression: a.b, a?.b, a!.b, a::b, a->b, calls and subscripts (a(…), a[…]).
+_CODE_VALUE = re.compile(
+    r"[A-Za-z_$][\w$]*(?:(?:\?\.|!\.|\.|::|->)[A-Za-z_$][\w$]*|\([^()\n]*\)|\[[^\[\]\n]*\]|!)*"
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
+
+
+def _is_code(value: str) -> bool:
+    """An unquoted value that is an expression (``dashboardData?.organizationUrlKey``,
+    ``get_key()``, ``os.environ["X"]``), not a token that happens to hold dots
+    (``hvs.CAES…``): no part of it is a long generated run."""
+    if value[:1] in "([{":
+        return True
+    if _IDENTIFIER.fullmatch(value) or not _CODE_VALUE.fullmatch(value):
+        return False
+    return not any(_generated_run(part) for part in _IDENTIFIER.findall(value))
+
+
+def _generated_run(part: str) -> bool:
+    return len(part) >= 16 and _looks_generated(part) and not _wordy(part)
+
+
+_SEGMENTS = re.compile(r"[-_./:@ ]+")
+_WORD = re.compile(r"(?:[A-Z]?[a-z]+|[A-Z]+)(?:[A-Z][a-z]+)*[0-9]{0,4}[a-z]{0,3}")
+_CONSONANTS = re.compile(r"[^aeiouy0-9]{5}", re.IGNORECASE)
+
+
+def _name_like(value: str) -> bool:
+    """Segments that are words, numbers or short tags (``claude-3-5-sonnet-20241022``,
+    ``meta-llama/Llama-3.1-8B-Instruct``, ``user:1234:profile``): a name, not a key."""
+    parts = [part for part in _SEGMENTS.split(value) if part]
+    if len(parts) < 2:
+        return False
+    words = 0
+    for part in parts:
+        if part.isdigit() or len(part) <= 5:
+            continue
+        if not _WORD.fullmatch(part) or _CONSONANTS.search(part):
+            return False
+        words += 1
+    return words >= 1
 
 
 _STRONG_NAME_PARTS = frozenset(
@@ -177,18 +254,20 @@ def _keyed_accept(match: re.Match[str], line: str) -> bool:
     """
     value = match.group(2)
     bare = value.strip("\"'")
-    if not is_secret_name(match.group(1)) or not _plausible_secret_value(bare):
+    if not secret_under(match.group(1), bare) or not _plausible_secret_value(bare):
         return False
-    if any(c.isspace() for c in bare) or _CODE_LIKE.search(bare):
+    quoted = value[:1] in "\"'"
+    if any(c.isspace() for c in bare) or (not quoted and _is_code(bare)):
         return False
     if line[match.end() : match.end() + 1] in ("(", "[", "."):
         return False
     if _ENV_LINE.match(line, 0) and match.start() == line.find(match.group(1)):
         return True
     strong = any(part in _STRONG_NAME_PARTS for part in _name_parts(match.group(1)))
-    quoted = value[:1] in "\"'"
     if strong and (quoted or not bare.isidentifier()):
         return True
+    if _name_like(bare):
+        return False  # user:1234:profile, claude-3-5-sonnet-20241022
     if not quoted and bare.isidentifier() and _wordy(bare):
         return False  # a type or variable name: Sam3TrackerSession, max_tokens_v2
     if _name_parts(match.group(1)) == ("KEY",) and len(bare) < 16:
@@ -221,6 +300,16 @@ KEYED = re.compile(
     r"(?<![A-Za-z0-9_.\-<])(?:export[ \t]+)?[\"']?([A-Za-z_][A-Za-z0-9_.\-]*)[\"']?"
     r"[ \t]*(?::=|=>|=|:)[ \t]*(\"[^\"\n<>]*\"|'[^'\n<>]*'|[^\s<>\"',;()\[\]{}]+)"
 )
+
+
+# A command-line argument: quoted (group 1 or 2) or bare (group 3).
+_ARG = r"(?:'([^'\n]+)'|\"([^\"\n]+)\"|(?!-)([^\s'\"<>;|&]+))"
+_METAVAR = re.compile(r"[A-Z][A-Z0-9_\-]*|\*+|x+|\.\.\.")
+
+
+def _cli(value: str) -> bool:
+    """A password given on a command line, not a placeholder (``TOKEN``, ``***``)."""
+    return not _METAVAR.fullmatch(value) and not value.startswith(("$", "%", "{"))
 
 
 RULES: tuple[Rule, ...] = (
@@ -283,6 +372,68 @@ RULES: tuple[Rule, ...] = (
         r"(?<![0-9])[0-9]{8,10}:AA[0-9A-Za-z_\-]{30,40}(?![0-9A-Za-z_\-])",
     ),
     _rule("jwt", ["eyJ"], r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
+    _rule(
+        "vault_token", ["hvs.", "hvb.", "hvr."], r"(?<![A-Za-z0-9_])hv[sbr]\.[A-Za-z0-9_\-]{24,}"
+    ),
+    _rule(
+        "shopify_token",
+        ["shpat_", "shpss_", "shpca_", "shppa_"],
+        r"(?<![A-Za-z0-9])shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}",
+    ),
+    # Twilio: the auth token passed beside an account SID (Client("AC…", "…")), then SIDs.
+    _rule(
+        "twilio_auth_token",
+        ["AC"],
+        r"AC[0-9a-f]{32}[\"']?[ \t]*[,:;][ \t]*[\"']?([0-9a-f]{32})(?![0-9A-Za-z])",
+        group=1,
+    ),
+    _rule("twilio_account_sid", ["AC"], r"(?<![A-Za-z0-9])AC[0-9a-f]{32}(?![0-9A-Za-z])"),
+    _rule("twilio_api_key", ["SK"], r"(?<![A-Za-z0-9])SK[0-9a-f]{32}(?![0-9A-Za-z])"),
+    _rule(
+        "discord_bot_token",
+        ["discord", "Discord", "DISCORD", ".run("],
+        r"(?<![A-Za-z0-9_\-.])[MNO][A-Za-z0-9_\-]{23,25}\.[A-Za-z0-9_\-]{6}\."
+        r"[A-Za-z0-9_\-]{27,40}(?![A-Za-z0-9_\-])",
+    ),
+    # Passwords on command lines: sshpass -p, mysql -pSECRET, docker login -p, --password=…
+    _rule("cli_password", ["sshpass"], rf"\bsshpass[ \t]+-p[ \t]*{_ARG}", group=-1, accept=_cli),
+    _rule(
+        "cli_password",
+        ["mysql", "mariadb"],
+        rf"\b(?:mysql|mysqldump|mysqladmin|mariadb|mariadb-dump)\b[^\n|;&]*?[ \t]-p{_ARG}",
+        group=-1,
+        accept=_cli,
+    ),
+    _rule(
+        "cli_password",
+        ["login"],
+        rf"\blogin\b[^\n|;&]*?[ \t]-p(?:[ \t]+){_ARG}",
+        group=-1,
+        accept=_cli,
+    ),
+    _rule(
+        "cli_password",
+        [
+            "--pass",
+            "--token",
+            "--api-key",
+            "--apikey",
+            "--secret",
+            "-password",
+            "-token",
+            "-secret",
+        ],
+        r"--(?:[a-z]+-)*(?:password|passwd|pass|token|api-key|apikey|secret)(?:[ \t]+|=)" + _ARG,
+        group=-1,
+        accept=_cli,
+    ),
+    _rule(
+        "basic_auth",
+        ["curl"],
+        r"\bcurl\b[^\n|;&]*?[ \t](?:-u|--user)(?:[ \t]*|=)[\"']?([^\s'\"<>:]+:[^\s'\"<>]+)",
+        group=1,
+        accept=lambda value: _cli(value.split(":", 1)[1]),
+    ),
     _rule("url_credentials", ["://"], r"://([^\s/:@<>'\"]+:[^\s/@<>'\"]+)@", group=1),
     _rule(
         "bearer_token",
@@ -324,7 +475,7 @@ _ASSIGNMENT = re.compile(
     r"[\w\-\"'\]]*\s*(?::=|=>|[:=])"
 )
 # _ASSIGNMENT within one line (never across a newline), matched where a keyword starts.
-_ASSIGNMENT_AT = re.compile(_ASSIGNMENT.pattern.replace(r"\s*", r"[^\S\n]*"))
+_ASSIGNMENT_AT = re.compile(_ASSIGNMENT.pattern.replace(r"\s*", r"[^\S\n]*").encode())
 _EMAIL_AT = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}\b"
 )
@@ -335,9 +486,53 @@ _HOME_WINDOWS = re.compile(
 )
 _HOME_DASHED = re.compile(r"-(?:home|Users)-([A-Za-z0-9._]+)(?=-|$)")
 _BASE64_RUN = "[A-Za-z0-9+/]{{{n},}}={{0,2}}"
+# Login names that identify no one (defaults of images, CI runners, placeholders):
+# never replaced as words (``ubuntu``, ``node`` and ``code`` are words too).
 _COMMON_USERS = frozenset(
     {"root", "user", "admin", "ubuntu", "runner", "app", "dev", "test", "guest", "nobody", "node"}
+    | {"shared", "public", "default", "vscode", "codespace", "codespaces", "gitpod", "jenkins"}
+    | {"circleci", "travis", "vagrant", "ec2-user", "centos", "debian", "fedora", "postgres"}
+    | {"mysql", "git", "www-data", "linuxbrew", "coder", "developer", "docker", "build"}
+    | {"builder", "work", "workspace", "project", "projects", "code", "src", "data", "home"}
+    | {"tmp", "username", "yourname", "your-username", "your_username", "name", "jovyan"}
+    | {"me", "you", "dist", "lib", "opt", "local", "bin", "all users", "default user"}
 )
+# (marker, regex matching at the marker's position, its offset back to the regex start)
+_HOME_USER_SEARCH = (
+    ("/home/", _HOME_POSIX, 0),
+    ("/Users/", _HOME_POSIX, 0),
+    (":\\Users\\", _HOME_WINDOWS, 1),
+    (":\\\\Users\\\\", _HOME_WINDOWS, 1),
+    (":/Users/", _HOME_WINDOWS, 1),
+    ("-home-", _HOME_DASHED, 0),
+    ("-Users-", _HOME_DASHED, 0),
+)
+
+
+def home_users(texts: Sequence[str]) -> tuple[str, ...]:
+    """The user names of the home folders in ``texts`` (``/home/jdoe/…`` → ``jdoe``),
+    generic ones (``ubuntu``, ``runner``, ``vscode``) left out."""
+    joined = "\n".join(texts)
+    names: set[str] = set()
+    for marker, pattern, back in _HOME_USER_SEARCH:
+        position = joined.find(marker)
+        while position != -1:
+            match = pattern.match(joined, max(0, position - back))
+            if match is not None:
+                names.add(match.group(1))
+            position = joined.find(marker, position + 1)
+    return tuple(sorted(n for n in names if _identifying(n)))
+
+
+def _identifying(name: str) -> bool:
+    return (
+        len(name) >= 3
+        and name.lower() not in _COMMON_USERS
+        and not name.startswith(".")
+        and not name.isdigit()
+    )
+
+
 _DETECT_SECRETS_SKIP = frozenset({"IPPublicDetector"})
 
 
@@ -368,6 +563,7 @@ class Redactor:
     _anchors: list[_Check] = field(default_factory=list, repr=False)
     _scan: _SessionScan | None = field(default=None, repr=False)
     _lines: dict[str, _LineResult] = field(default_factory=dict, repr=False)
+    _derived: dict[tuple[str, ...], Redactor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._plugins = [
@@ -392,9 +588,40 @@ class Redactor:
     def rules(self) -> tuple[Rule, ...]:
         return (*RULES, *self.extra_rules)
 
+    def for_texts(self, texts: Sequence[str]) -> Redactor:
+        """This redactor, also replacing the home-folder users named in ``texts``.
+
+        A session that shows ``/home/jdoe/…`` has ``jdoe`` replaced everywhere in it
+        (prompts, ``whoami``, prose), as configured names are.
+        """
+        return self.with_users(home_users(texts))
+
+    def with_users(self, names: Sequence[str]) -> Redactor:
+        """This redactor, also replacing ``names`` (cached; shares the line cache)."""
+        added = tuple(n for n in names if n not in self.usernames)
+        if not added:
+            return self
+        derived = self._derived.get(added)
+        if derived is None:
+            if len(self._derived) >= DERIVED_CACHE_SIZE:
+                self._derived.clear()
+            derived = Redactor(
+                emails=self.emails,
+                home_paths=self.home_paths,
+                usernames=(*self.usernames, *added),
+                email_allowlist=self.email_allowlist,
+                extra_rules=self.extra_rules,
+                base64_min_chars=self.base64_min_chars,
+            )
+            derived._plugins, derived._lines, derived._scan = self._plugins, self._lines, self._scan
+            self._derived[added] = derived
+        return derived
+
     # ---------------------------------------------------------------- public
 
-    def session_hints(self, texts: Sequence[str]) -> list[_Hints | None] | None:
+    def session_hints(
+        self, texts: Sequence[str]
+    ) -> tuple[list[_Hints | None], tuple[str, ...]] | None:
         """Per text, what the stages can find in it (None: nothing), from one pass.
 
         ``texts`` are a session's texts; see :class:`_SessionScan`. None when the
@@ -436,7 +663,11 @@ class Redactor:
                 text = _apply_rule(rules[index], text, counts, found)
         text = self._base64_blobs(text, counts)
         text = self._detect_secrets(text, counts, found)
-        return self._last_stages(text, counts, homes=True), counts
+        owners = any(marker in text for marker in _OWNER_MARKERS)
+        text = self._last_stages(
+            text, counts, homes=True, numbers=_may_hold_number(text), owners=owners
+        )
+        return text, counts
 
     def redact_hinted(
         self, text: str, found: dict[str, str] | None, hints: _Hints
@@ -461,16 +692,26 @@ class Redactor:
             text = self._detect_secrets(text, counts, found)
         elif hints.assignments:
             text = self._detect_secrets(text, counts, found, hints.assignments, hints.low)
-        return self._last_stages(text, counts, homes=hints.homes), counts
+        text = self._last_stages(
+            text, counts, homes=hints.homes, numbers=hints.numbers, owners=hints.owners
+        )
+        return text, counts
 
     # ---------------------------------------------------------------- stages
 
-    def _last_stages(self, text: str, counts: Counter[str], *, homes: bool) -> str:
-        """Emails, home paths (``homes``: a marker may be present), user names."""
+    def _last_stages(
+        self, text: str, counts: Counter[str], *, homes: bool, numbers: bool, owners: bool
+    ) -> str:
+        """Card and phone numbers, emails, home paths, file owners, user names; each
+        flag says its stage's marker may be present."""
+        if numbers:
+            text = _numbers(text, counts)
         if self.emails and "@" in text:
             text = self._emails(text, counts)
         if self.home_paths and homes:
             text = _homes(text, counts)
+        if owners:
+            text = _owners(text, counts, self.usernames)
         if self._user_rx is not None and any(name in text for name in self.usernames):
             text = _sub_count(self._user_rx, USER, "username", text, counts)
         return text
@@ -554,7 +795,7 @@ class Redactor:
                 continue  # the plugin's patterns need what the line lacks
             for value in plugin.analyze_string(line):
                 if _keep_finding(value, line, kind):
-                    values.setdefault(value, kind)
+                    values.setdefault(_whole_token(value, line, kind), kind)
         for value in sorted(values, key=len, reverse=True):
             if value in line:
                 kind = values[value]
@@ -625,6 +866,7 @@ def _spans(low: str, starts: Iterable[int]) -> list[tuple[int, int]]:
     return spans
 
 
+SHORT_ANCHOR = 2  # anchors this short are searched exactly, not in the lower-cased pass
 MAX_SEGMENT = 1000  # a longer line (minified JSON, a log line) is scanned in pieces
 _SEPARATORS = ",;{}"  # never a space: "name": value may straddle it
 
@@ -648,7 +890,42 @@ def _segments(low: str, start: int, end: int) -> list[tuple[int, int]]:
     return pieces
 
 
+_ENV_ASSIGN = re.compile(
+    r"[ \t]*(?:export[ \t]+|set[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=(?![\"'`])([^\s<>]+)(?=\s|$)"
+)
+
+
+def _env_value(line: str) -> tuple[int, int] | None:
+    """Span of the value of ``NAME=value`` opening the line, when it is a secret.
+
+    A shell or ``.env`` value runs to the next space, whatever it holds (a Django
+    key has ``(``, ``#``, ``!``); a call or an expression is code, not a value.
+    """
+    match = _ENV_ASSIGN.match(line)
+    if match is None:
+        return None
+    value = match.group(2)
+    if not secret_under(match.group(1), value) or not _plausible_secret_value(value):
+        return None
+    if _is_code(value) or _PLACEHOLDER.search(value):
+        return None
+    return match.span(2)
+
+
+def _apply_env(line: str, counts: Counter[str], found: dict[str, str] | None) -> str:
+    span = _env_value(line)
+    if span is None:
+        return line
+    start, end = span
+    counts["keyed_secret"] += 1
+    if found is not None and end - start >= 8:
+        found.setdefault(line[start:end], "keyed_secret")
+    return line[:start] + secret_placeholder("keyed_secret") + line[end:]
+
+
 def _apply_keyed(line: str, counts: Counter[str], found: dict[str, str] | None) -> str:
+    line = _apply_env(line, counts, found)
+
     def substitute(match: re.Match[str]) -> str:
         if not _keyed_accept(match, line):
             return match.group(0)
@@ -665,15 +942,46 @@ def _apply_keyed(line: str, counts: Counter[str], found: dict[str, str] | None) 
     return KEYED.sub(substitute, line)
 
 
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _whole_token(value: str, line: str, kind: str) -> str:
+    """A format plugin's match grown to the whole token around it: a pattern written
+    for an older, shorter format (Discord's third part) must not leave a tail."""
+    if kind in ("keyword_secret", "high_entropy"):
+        return value
+    start = line.find(value)
+    if start == -1:
+        return value
+    end = start + len(value)
+    while start > 0 and line[start - 1] in _TOKEN_CHARS:
+        start -= 1
+    while end < len(line) and line[end] in _TOKEN_CHARS:
+        end += 1
+    return line[start:end]
+
+
 def _keep_finding(value: str, line: str, kind: str) -> bool:
     """detect-secrets' own heuristics (sequential, uuid, templated, $-prefixed) + ours."""
     if len(value) < 4 or "<" in value or ">" in value or _PLACEHOLDER.search(value):
         return False
     if is_secret_name(value):
         return False
-    if kind == "high_entropy" and (len(value) < 16 or not _looks_generated(value)):
+    if kind == "high_entropy" and not _random_string(value):
         return False
     return not any(check(value, line) for check in _heuristics())
+
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_DIGEST = re.compile(r"sha(?:1|224|256|384|512)-|md5-|[0-9a-f]{7,64}$")
+
+
+def _random_string(value: str) -> bool:
+    """A high-entropy string worth hiding: generated-looking, not a digest (hex, or
+    a lockfile's ``sha512-…`` integrity), not a name (model, package, path)."""
+    if len(value) < 16 or not _looks_generated(value) or _HEX.fullmatch(value):
+        return False
+    return not (_DIGEST.match(value) or _name_like(value) or _UUID.fullmatch(value))
 
 
 @functools.lru_cache(maxsize=1)
@@ -703,17 +1011,18 @@ def _apply_rule(rule: Rule, text: str, counts: Counter[str], found: dict[str, st
     replacement = rule.replacement()
 
     def substitute(match: re.Match[str]) -> str:
-        value = match.group(rule.group)
+        group = rule.group
+        if group < 0:
+            group = next((i for i, g in enumerate(match.groups(), 1) if g is not None), 0)
+        value = match.group(group)
         if not value or _PLACEHOLDER.fullmatch(value):
             return match.group(0)
-        if rule.accept is not None and not rule.accept(match.group(0)):
-            return match.group(0)
-        if rule.group and rule.accept is not None and not _plausible_secret_value(value):
+        if rule.accept is not None and not (rule.accept(value) and _plausible_secret_value(value)):
             return match.group(0)
         counts[rule.kind] += 1
         if found is not None and rule.placeholder == "" and len(value) >= 8:
             found.setdefault(value.strip("'\""), rule.kind)
-        start, end = match.span(rule.group)
+        start, end = match.span(group)
         offset = match.start()
         whole = match.group(0)
         return whole[: start - offset] + replacement + whole[end - offset :]
@@ -756,12 +1065,188 @@ def _replace_values(
     return text
 
 
+# --------------------------------------------------------------------------- numbers, owners
+
+# Digits become "0" in an ASCII view of the text (same offsets); a card or phone
+# number holds one of these shapes, found with fast literal searches, and the
+# number regex runs only in a window around each.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NUMBER_NEEDLES = (
+    *(b"0" * 13, b"0000 0000 0000", b"0000-0000-0000", b"0000 000000 0000"),
+    *(b"0000-000000-0000", b"000-000-0000", b"000.000.0000", b"000) 000", b"000)000"),
+    *(b"+0 0", b"+00 0", b"+000 0", b"+0-0", b"+00-0", b"+000-0", b"+00000000"),
+    *(b"+0 (", b"+00 (", b"+000 ("),
+)
+_WINDOW_BEFORE, _WINDOW_AFTER = 8, 48  # around a needle: longer than any number
+# One regex, first character first (a leading lookbehind would make re try every
+# position): a card (13-19 digits, plain or in groups of 4, or Amex 4-6-5), or a
+# phone number (North American with separators or +1; international with +).
+_NUMBER = re.compile(
+    r"(?P<card>[0-9](?<![\w.+\-/][0-9])(?:[0-9]{12,18}"
+    r"|[0-9]{3}([ \-])[0-9]{4}\2[0-9]{4}\2[0-9]{1,7}|[0-9]{3}([ \-])[0-9]{6}\3[0-9]{4,5}))"
+    r"|(?P<phone>[+(2-9](?<![\w+.\-/][+(2-9])(?:"
+    r"(?<=\+)1[ .\-]?(?:\([2-9][0-9]{2}\)|[2-9][0-9]{2})[ .\-]?[2-9][0-9]{2}[ .\-]?[0-9]{4}"
+    r"|(?<=\()[2-9][0-9]{2}\) ?[2-9][0-9]{2}[.\-][0-9]{4}"
+    r"|(?<=[2-9])[0-9]{2}([.\-])[2-9][0-9]{2}\5[0-9]{4}"
+    r"|(?<=\+)[2-9][0-9]{0,2}[ \-]\(?[0-9]{1,5}\)?[0-9]{0,4}(?:[ \-][0-9]{2,5}){1,4}"
+    r"|(?<=\+)[2-9][0-9]{7,13}))"
+    r"(?![\w.\-]|[ \-][0-9])"
+)
+
+
+def _may_hold_number(text: str) -> bool:
+    return bool(_number_finder()(_folded(text)))
+
+
+@functools.lru_cache(maxsize=1)
+def _number_finder() -> Callable[[bytes], _Hits]:
+    return _multi_finder([n.decode() for n in _NUMBER_NEEDLES], overlapping=False)
+
+
+def _number_windows(text: str) -> list[tuple[int, int]]:
+    """Merged (start, end) windows around every number-shaped needle in ``text``."""
+    spans = [
+        (max(0, start - _WINDOW_BEFORE), start + _WINDOW_AFTER)
+        for _, start, _ in _number_finder()(_folded(text))
+    ]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _numbers(text: str, counts: Counter[str]) -> str:
+    """Payment card numbers (a known network's prefix and length, Luhn-valid) and
+    phone numbers, replaced; searched only in windows around their shapes."""
+    pieces: list[str] = []
+    last = 0
+    for start, end in _number_windows(text):
+        for match in _NUMBER.finditer(text, max(start, last), min(end, len(text))):
+            if match.end() >= end and end < len(text):
+                continue  # reaches the window's edge: longer than any number
+            kind = _number_kind(match)
+            if kind:
+                pieces.append(text[last : match.start()])
+                pieces.append(secret_placeholder(kind))
+                counts[kind] += 1
+                last = match.end()
+    if not pieces:
+        return text
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def _number_kind(match: re.Match[str]) -> str:
+    digits = re.sub("[^0-9]", "", match.group(0))
+    if match.group("card") is not None:
+        return "card_number" if _card_network(digits) and _luhn(digits) else ""
+    return "phone_number" if 10 <= len(digits) <= 15 else ""
+
+
+def _card_network(d: str) -> bool:
+    """Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay: prefix and length."""
+    n = len(d)
+    if d[0] == "4":
+        return n in (13, 16, 19)
+    if d[:2] in ("34", "37"):
+        return n == 15
+    if "51" <= d[:2] <= "55" or "2221" <= d[:4] <= "2720":
+        return n == 16
+    if d.startswith(("6011", "65", "62")) or "644" <= d[:3] <= "649" or "3528" <= d[:4] <= "3589":
+        return 16 <= n <= 19
+    return (d[:2] in ("36", "38", "39") or "300" <= d[:3] <= "305") and 14 <= n <= 19
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if position % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+# Lower-cased markers gating the owner stage: an ls -l permission triple, chown, chgrp.
+_OWNER_MARKERS = ("rw-", "r-x", "r--", "rwx", "chown", "chgrp")
+_LS_OWNER = re.compile(
+    r"(?m)^([ \t]*[-dlcbpsD][-rwxsStTl]{9}[.@+]?[ \t]+[0-9]+[ \t]+)"
+    r"([^\s:<>]+)([ \t]+)([^\s:<>]+)(?=[ \t]+[0-9])"
+)
+_CHOWN = re.compile(
+    r"\b(chown|chgrp)((?:[ \t]+-[-A-Za-z]+)*[ \t]+)"
+    r"([A-Za-z_][A-Za-z0-9_\-]*)(?::([A-Za-z_][A-Za-z0-9_\-]*))?(?=[ \t]+[^\s])"
+)
+# Accounts and groups that name a role, not a person.
+_SYSTEM_ACCOUNTS = frozenset(
+    {
+        *("root", "daemon", "bin", "sys", "adm", "nobody", "nogroup", "nfsnobody", "wheel"),
+        *("staff", "admin", "everyone", "users", "www-data", "www", "apache", "nginx", "http"),
+        *("docker", "sudo", "syslog", "messagebus", "postgres", "mysql", "redis", "mail"),
+        *("games", "man", "lp", "news", "uucp", "proxy", "backup", "list", "irc", "sshd"),
+        *("ntp", "tty", "disk", "audio", "video", "plugdev", "netdev", "input", "kvm", "utmp"),
+        *("operator", "render", "systemd-network", "systemd-resolve", "polkitd", "git"),
+    }
+)
+# Words that follow "chown" in prose ("chown the files to …"): never a user name.
+_PROSE_AFTER_CHOWN = frozenset(
+    {"the", "to", "it", "this", "that", "them", "and", "or", "on", "in", "with", "for", "is"}
+    | {"was", "will", "can", "you", "your", "files", "file", "command", "recursively", "a"}
+)
+
+
+def _personal(name: str) -> bool:
+    return name not in _SYSTEM_ACCOUNTS and not name.startswith("_") and not name.isdigit()
+
+
+def _owners(text: str, counts: Counter[str], usernames: Sequence[str]) -> str:
+    """User names as ``ls -l``'s owner column and ``chown``/``chgrp`` arguments.
+
+    A group is a person's when it is the owner's name or a known user (Linux gives
+    each user a group of their name); ``staff``, ``wheel`` and the like stay.
+    """
+    known = set(usernames)
+
+    def ls_line(match: re.Match[str]) -> str:
+        prefix, owner, gap, group = match.groups()
+        new_owner = _as_user(owner, counts, personal=_personal(owner))
+        personal_group = (group == owner and new_owner != owner) or group in known
+        return prefix + new_owner + gap + _as_user(group, counts, personal=personal_group)
+
+    def chown(match: re.Match[str]) -> str:
+        command, flags, first, group = match.groups()
+        if first.lower() in _PROSE_AFTER_CHOWN:
+            return match.group(0)
+        if command == "chgrp":
+            return command + flags + _as_user(first, counts, personal=_personal(first))
+        out = command + flags + _as_user(first, counts, personal=_personal(first))
+        if group is not None:
+            personal_group = (group == first and _personal(first)) or group in known
+            out += ":" + _as_user(group, counts, personal=personal_group)
+        return out
+
+    if "chown" in text or "chgrp" in text:
+        text = _CHOWN.sub(chown, text)
+    return _LS_OWNER.sub(ls_line, text)
+
+
+def _as_user(name: str, counts: Counter[str], *, personal: bool) -> str:
+    if not personal or _PLACEHOLDER.fullmatch(name):
+        return name
+    counts["username"] += 1
+    return USER
+
+
 # --------------------------------------------------------------------------- plugin gates
 
 # A cached line result: (new line, counts per kind, found values → kind), in order.
 _LineResult = tuple[str, tuple[tuple[str, int], ...], tuple[tuple[str, str], ...]]
 _Gate = Callable[[str], bool]
 LINE_CACHE_SIZE = 16384  # candidate lines remembered (cleared whole when full)
+DERIVED_CACHE_SIZE = 64  # redactors with a session's home users added
 
 
 def _gate(plugin: Any) -> _Gate | None:
@@ -817,141 +1302,197 @@ class _Hints(NamedTuple):
     base64: bool  # may hold a run of base64_min_chars base64 characters
     homes: bool  # holds a home-path marker
     low: str | None = None  # text.lower(), when the pre-scan has it
+    numbers: bool = False  # holds a digit run shaped like a card or phone number
+    owners: bool = False  # holds an ls -l permission string or chown/chgrp
 
 
 _Hits = list[tuple[int, int, int]]  # (pattern index, start, end)
 
 
-def _multi_finder(patterns: Sequence[str]) -> Callable[[str], _Hits]:
-    """Every occurrence of every pattern in a text, overlapping ones included.
-
-    One Aho-Corasick pass with ``ahocorasick_rs`` (on bytes when the text is ASCII,
-    where byte and character offsets agree; faster), else one ``str.find`` pass
-    per pattern.
-    """
+def _multi_finder(patterns: Sequence[str], *, overlapping: bool = True) -> Callable[[bytes], _Hits]:
+    """Every occurrence of every pattern (ASCII) in a byte string, in order of their
+    ends (``overlapping``: also those inside or across another): one Aho-Corasick
+    pass with ``ahocorasick_rs``, else one ``find`` pass per pattern (all hits)."""
+    encoded = [p.encode("ascii") for p in patterns]
     try:
         import ahocorasick_rs
     except ImportError:
-        return functools.partial(_find_each, list(patterns))
-    on_text = ahocorasick_rs.AhoCorasick(list(patterns))
-    on_bytes = ahocorasick_rs.BytesAhoCorasick([p.encode() for p in patterns])
-    # Non-ASCII characters become "?" (one byte each, so offsets stay character
-    # offsets); patterns of ASCII without "?" match there exactly where they did.
-    replaceable = all(p.isascii() and "?" not in p for p in patterns)
-
-    def find(text: str) -> _Hits:
-        if text.isascii() or replaceable:
-            data = text.encode("ascii", "replace")
-            return on_bytes.find_matches_as_indexes(data, overlapping=True)
-        return on_text.find_matches_as_indexes(text, overlapping=True)
-
-    return find
+        return functools.partial(_find_each, encoded)
+    automaton = ahocorasick_rs.BytesAhoCorasick(encoded)
+    return functools.partial(automaton.find_matches_as_indexes, overlapping=overlapping)
 
 
-def _find_each(patterns: list[str], text: str) -> _Hits:
+def _fold(text: str) -> str:
+    """An ASCII text as the session pre-scan searches it: lower case, digits "0"."""
+    return text.encode("ascii").translate(_FOLD_BYTES).decode("ascii")
+
+
+def _folded(text: str) -> bytes:
+    """Any text folded (non-ASCII characters "?", one byte each: offsets stay)."""
+    return text.encode("ascii", "replace").translate(_FOLD_BYTES)
+
+
+def _find_each(patterns: list[bytes], text: bytes) -> _Hits:
     hits = []
     for index, pattern in enumerate(patterns):
         position = text.find(pattern)
         while position != -1:
             hits.append((index, position, position + len(pattern)))
             position = text.find(pattern, position + 1)
-    return hits
+    return sorted(hits, key=lambda hit: hit[2])
 
 
 class _SessionScan:
     """One multi-literal pass over a whole session to tell each text's work.
 
-    The session's texts are joined with newlines and lower-cased; one Aho-Corasick
-    search finds every secret keyword, every lower-cased rule anchor and every home
-    marker, and each hit is mapped back to its text. A keyword counts only where
-    an assignment starts (``_ASSIGNMENT`` within the line, the test candidate lines
-    must pass); a lower-cased anchor hit is confirmed with the exact anchor in that
-    text. Base64 runs are found by sampling: a run of ``n`` base64 characters covers
-    a whole piece of ``n // 2`` starting at a multiple of ``n // 2``, so only those
-    pieces are tested. All of these are necessary conditions: a text without them
-    cannot change in the stage they gate, and a text with them runs that stage.
+    The session's texts are joined with newlines and folded to ASCII bytes (a
+    non-ASCII character becomes "?", so offsets stay character offsets; letters
+    lower-cased, digits "0"); one Aho-Corasick search finds every secret keyword,
+    every folded rule anchor, every home and owner marker and every number shape,
+    and each hit is mapped back to its text. A keyword counts only where an
+    assignment starts (``_ASSIGNMENT`` within the line, the test candidate lines
+    must pass; in a non-ASCII text every keyword counts); a folded anchor hit is
+    confirmed with the exact anchor in that text, and anchors of one or two
+    characters are searched as they are. Base64 runs are found by sampling: a run
+    of ``n`` base64 characters covers a whole piece of ``n // 2`` starting at a
+    multiple of ``n // 2``, so only those pieces are tested. All of these are
+    necessary conditions: a text without them cannot change in the stage they gate,
+    and a text with them runs that stage.
     """
 
     def __init__(self, anchors: Sequence[_Check], base64_min_chars: int) -> None:
-        by_pattern: dict[str, list[_Check]] = {p: [] for p in (*_KEYWORDS, *_HOME_MARKERS)}
-        self.always: list[_Check] = []  # "re:" or empty anchors: checked on every text
+        markers = (*_KEYWORDS, *_HOME_MARKERS, *_OWNER_MARKERS)
+        by_pattern: dict[str, list[_Check]] = {p: [] for p in markers}
+        self.always: list[_Check] = []  # "re:", empty or non-ASCII anchors: every text
+        self.exact: list[_Check] = []  # short anchors: found case-sensitively
         for check in anchors:
             anchor, gate, _ = check
-            if gate is not None or not anchor:
+            if gate is not None or not anchor or not anchor.isascii() or "?" in anchor:
                 self.always.append(check)
+            elif len(anchor) <= SHORT_ANCHOR:
+                self.exact.append(check)
             else:
-                by_pattern.setdefault(anchor.lower(), []).append(check)
+                by_pattern.setdefault(_fold(anchor), []).append(check)
         patterns = list(by_pattern)
         self.keyword = [p in _KEYWORDS for p in patterns]
         self.home = [p in _HOME_MARKERS for p in patterns]
+        self.owner = [p in _OWNER_MARKERS for p in patterns]
         self.checks = [tuple(by_pattern[p]) for p in patterns]
         self.find = _multi_finder(patterns)
+        self.find_exact = _multi_finder([c[0] for c in self.exact]) if self.exact else None
         self.half = max(1, base64_min_chars // 2)
         self.piece = re.compile(f"[A-Za-z0-9+/]{{{self.half}}}")
 
     def hints(
         self, texts: Sequence[str], *, emails: bool, usernames: Sequence[str]
-    ) -> list[_Hints | None] | None:
+    ) -> tuple[list[_Hints | None], tuple[str, ...]] | None:
+        """Per text its hints (None: nothing to do), and the home-folder users the
+        texts name (:func:`home_users`); None when offsets cannot be trusted."""
         joined = "\n".join(texts)
-        # each text's own lower() (non-ASCII lower-casing is slow: only where needed)
-        low = joined.lower() if joined.isascii() else "\n".join([t.lower() for t in texts])
-        if len(low) != len(joined):
-            return None  # lower-casing moved positions ("İ" → "i̇"): scan text by text
+        if not joined.isascii() and any(c in joined for c in _LOWER_TO_ASCII):
+            return None  # lower-casing makes ASCII of these: scan text by text
+        data = joined.encode("ascii", "replace")
+        folded = data.translate(_FOLD_BYTES)
         # text i starts at offsets[i]: the lengths before it, plus one newline each
         offsets = list(map(add, accumulate(map(len, texts), initial=0), count()))
-        assignments, lowered, homes = self._literals(low, offsets)
+        plain = None if joined.isascii() else [t.isascii() for t in texts]
+        assignments, lowered, homes, owners = self._literals(folded, offsets, plain)
+        numbers = _texts_at(_number_finder()(folded), offsets)
+        if self.find_exact is not None:
+            for pattern, start, _ in self.find_exact(data):
+                index = bisect_right(offsets, start) - 1
+                lowered.setdefault(index, set()).add(-1 - pattern)
         samples = range(0, len(joined), self.half)
         pieces = filter(None, map(self.piece.match, repeat(joined), samples))
         base64 = {bisect_right(offsets, m.start()) - 1 for m in pieces}
-        other = _texts_holding(joined, offsets, [*(["@"] if emails else []), *usernames])
+        learned = home_users([texts[i] for i in sorted(homes)])
+        names = [*(["@"] if emails else []), *usernames, *learned]
+        other = _texts_holding(joined, offsets, names)
         out: list[_Hints | None] = [None] * len(texts)
         if self.always:
             busy = set(range(len(texts)))
         else:
             for index in other:
                 out[index] = _LAST_STAGES_ONLY
-            for index in homes:
-                out[index] = _HOMES_ONLY
-            busy = set(assignments) | set(lowered) | base64
+            busy = set(assignments) | set(lowered) | base64 | homes | owners | numbers
         for index in busy:
             text = texts[index]
-            present = [c for p in lowered.get(index, ()) for c in self.checks[p] if c[0] in text]
+            present = [c for p in lowered.get(index, ()) for c in self._checks(p) if c[0] in text]
             if self.always:
                 present.extend(c for c in self.always if _present(c, text))
             at = assignments.get(index, ())
+            low = None
+            if at and (plain is None or plain[index]):
+                low = folded[offsets[index] : offsets[index + 1] - 1].decode("ascii")
             hints = _Hints(
                 tuple(present),
                 tuple(at),
-                index in base64,
-                index in homes,
-                low[offsets[index] : offsets[index + 1] - 1] if at else None,
+                base64=index in base64,
+                homes=index in homes,
+                low=low,
+                numbers=index in numbers,
+                owners=index in owners,
             )
             if any(hints) or index in other:
                 out[index] = hints
-        return out
+        return out, learned
+
+    def _checks(self, pattern: int) -> Sequence[_Check]:
+        """The checks of an automaton pattern, or (negative) of an exact anchor."""
+        return self.checks[pattern] if pattern >= 0 else (self.exact[-1 - pattern],)
 
     def _literals(
-        self, low: str, offsets: list[int]
-    ) -> tuple[dict[int, list[int]], dict[int, set[int]], set[int]]:
-        """Per text: where assignments start, lower-cased anchors present, home markers."""
-        hits = self.find(low)
+        self, folded: bytes, offsets: list[int], plain: list[bool] | None
+    ) -> tuple[dict[int, list[int]], dict[int, set[int]], set[int], set[int]]:
+        """Per text: where assignments start, folded anchors present, home markers,
+        owner markers (``ls -l``, ``chown``)."""
+        hits = self.find(folded)
         keyword, home, checks, match = self.keyword, self.home, self.checks, _ASSIGNMENT_AT.match
         assignments: dict[int, list[int]] = {}
-        for start in [s for p, s, _ in hits if keyword[p] and match(low, s) is not None]:
+        if plain is None:  # all ASCII: the folded bytes tell where assignments are
+            starts = [s for p, s, _ in hits if keyword[p] and match(folded, s) is not None]
+        else:  # in a non-ASCII text every keyword counts (its text tells)
+            starts = [s for p, s, _ in hits if keyword[p]]
+        for start in starts:
             index = bisect_right(offsets, start) - 1
+            if plain is not None and plain[index] and match(folded, start) is None:
+                continue
             assignments.setdefault(index, []).append(start - offsets[index])
         lowered: dict[int, set[int]] = {}
         homes: set[int] = set()
-        for pattern, start in [(p, s) for p, s, _ in hits if home[p] or checks[p]]:
+        owners: set[int] = set()
+        owner = self.owner
+        for pattern, start in [(p, s) for p, s, _ in hits if home[p] or checks[p] or owner[p]]:
             index = bisect_right(offsets, start) - 1
             if home[pattern]:
                 homes.add(index)
+            if owner[pattern]:
+                owners.add(index)
             if checks[pattern]:
                 lowered.setdefault(index, set()).add(pattern)
-        return assignments, lowered, homes
+        return assignments, lowered, homes, owners
 
 
-_HOMES_ONLY = _Hints((), (), base64=False, homes=True)
+def _texts_at(hits: _Hits, offsets: list[int]) -> set[int]:
+    """Indexes of the texts (starting at ``offsets``) holding a hit (hits in order)."""
+    out: set[int] = set()
+    next_start = -1
+    for _, start, _ in hits:
+        if start < next_start:
+            continue  # this text is already in
+        index = bisect_right(offsets, start) - 1
+        out.add(index)
+        next_start = offsets[index + 1]
+    return out
+
+
+# Non-ASCII characters whose lower case is (or starts with) an ASCII letter.
+_LOWER_TO_ASCII = ("\u212a", "\u0130")
+_FOLD_BYTES = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ123456789", b"abcdefghijklmnopqrstuvwxyz000000000"
+)
+
+
 _LAST_STAGES_ONLY = _Hints((), (), base64=False, homes=False)  # "@" or a user name
 
 
@@ -1032,7 +1573,7 @@ def _current_user() -> tuple[str, ...]:
         name = getpass.getuser()
     except (OSError, KeyError):
         return ()
-    if len(name) < 3 or name.lower() in _COMMON_USERS:
+    if not _identifying(name):
         return ()
     return (name,)
 
@@ -1042,7 +1583,7 @@ def _current_user() -> tuple[str, ...]:
 
 def redact_text(text: str, cfg: CurateConfig) -> tuple[str, Counter[str]]:
     """``text`` redacted under ``cfg``, with the number of replacements per kind."""
-    return redactor_for(cfg).redact(text)
+    return redactor_for(cfg).for_texts([text]).redact(text)
 
 
 def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
@@ -1054,7 +1595,8 @@ def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
     anywhere in the session are then replaced wherever else they occur in it (an
     ``env`` dump followed by the bare value in a command line, a file read twice …).
     """
-    redaction = _SessionRedaction(redactor_for(cfg), _session_texts(session))
+    texts = _session_texts(session)
+    redaction = _SessionRedaction(redactor_for(cfg), texts)
     _walk_session(session, redaction.fix, redaction.hide)
     found, counts = redaction.found, redaction.counts
     values = sorted(found, key=len, reverse=True)
@@ -1079,9 +1621,10 @@ class _SessionRedaction:
     """
 
     def __init__(self, redactor: Redactor, texts: list[str]) -> None:
-        self.redactor = redactor
+        plan = redactor.session_hints(texts)
+        self.hints = None if plan is None else plan[0]
+        self.redactor = redactor.for_texts(texts) if plan is None else redactor.with_users(plan[1])
         self.texts = texts
-        self.hints = redactor.session_hints(texts)
         # without hints, the anchors present in the session narrow each text's checks
         self.anchors = redactor.anchors_in("\0".join(texts)) if self.hints is None else None
         self.calls = 0
@@ -1205,7 +1748,7 @@ def redact_value(
 def _hidden_by_key(key: Any, value: str) -> bool:
     return (
         isinstance(key, str)
-        and is_secret_name(key)
+        and secret_under(key, value)
         and _plausible_secret_value(value)
         and "\n" not in value
         and not _PLACEHOLDER.fullmatch(value)
