@@ -48,7 +48,7 @@ class CurateResult:
     """What curation kept and why it dropped the rest."""
 
     sessions: int = 0
-    interactions: int = 0  # turns the person typed, over all sessions
+    interactions: int = 0  # prompts the person typed (each opens an interaction), all sessions
     examples: list[Example] = field(default_factory=list)  # kept + synthesized
     dropped: Counter[str] = field(default_factory=Counter)
     dry_run: bool = False

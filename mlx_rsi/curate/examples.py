@@ -1,6 +1,7 @@
 """Sessions → candidate training examples (one per request the person typed).
 
-A *turn* starts at a message the person typed (role ``user``, ``typed``) and holds
+A *turn* (an *interaction* in what the CLI prints, as in ``ingest`` and ``sessions
+list``) starts at a prompt the person typed (role ``user``, ``typed``) and holds
 every assistant message, tool call and tool result until the next typed message.
 Injected texts (``typed`` False: AGENTS.md, ``<command-name>`` echoes, compaction
 summaries) are never trained; reasoning is not included.
