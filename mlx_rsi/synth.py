@@ -5,7 +5,12 @@
   into ``synth.templates`` ("Can you help me {task}?" …). At most
   ``synth.max_variations`` per source example, chosen by a seeded hash (so not
   always the first templates), never a copy of the original or of each other; only
-  for short one-line requests (``synth.max_task_chars``).
+  for short one-line requests (``synth.max_task_chars``). Only requests whose form
+  fits the templates are rewritten: an imperative task, or a "how do I / can you /
+  I need to" lead followed by one, starting with a verb the person does
+  (``TASK_VERBS``). Questions ("where do I keep the key?", "why does it fail?"),
+  requests to the assistant itself ("explain …", "tell me …") and tasks that speak
+  of "me" or "you" get no variations: "How do I where do I …?" reads like no person.
 - **Identity** (step 9, seed DO #3): "Who are you?" / "What can you do?" /
   "What is your name?" answered from ``synth.identity``; always included.
 - **Paraphrases** (``synth.paraphrases``, off by default): the current version (or
@@ -36,7 +41,7 @@ Generate = Callable[[list[list[dict[str, Any]]]], list[str]]
 
 IDENTITY_SESSION = "identity"
 _LEADS = re.compile(
-    r"^(?:(?:hey|hi|hello|ok|okay|so)[,!. ]+)?"
+    r"^(?:(?:hey|hi|hello|ok|okay|so|well|right|thanks)[,!. ]+)*"
     r"(?:how (?:do|can|should|would) (?:i|we|you)|can you(?: help me| please)?"
     r"|could you(?: please)?|would you(?: please)?|will you|please"
     r"|i need to|i want to|i'd like to|i would like to"
@@ -77,16 +82,43 @@ def synthesize(
 # --------------------------------------------------------------------------- variations
 
 
+# Verbs of tasks a person does themselves: "How do I <verb> …?" reads naturally.
+_TASK_VERBS_TEXT = """
+    add adjust allow apply automate avoid back backup block bump cache catch change check
+    clean clear clone compress configure connect convert copy create cut debug declare
+    decrease define delete deploy detect disable document download drop edit enable encrypt
+    escape export extract fetch filter find fix force format free generate get handle hide
+    ignore implement import improve increase index init initialize inject install limit link
+    load lock log make manage measure merge migrate mock monitor mount move normalize open
+    optimize override pack parse patch pin pass port prevent print profile protect publish
+    pull push quantize read rebase rebuild record redact reduce refactor reload remove rename
+    render reorder replace reset resize resolve restart restore retry return reuse revert
+    rotate run save scan schedule secure send serve set setup share shrink sign skip sort
+    speed split squash start stop store stream strip switch sync tag test trace track train
+    transform trigger trim tune turn undo unpack update upgrade upload use validate verify
+    wrap write
+    """
+TASK_VERBS = frozenset(_TASK_VERBS_TEXT.split())
+_FOR_ME = re.compile(r"\s+(?:for me|please)$", re.IGNORECASE)
+_PERSONAL = re.compile(r"\b(?:me|you|your|yours|yourself)\b", re.IGNORECASE)
+
+
 def task_of(request: str) -> str | None:
-    """The task in a short request ("How do I fix X?" → "fix X"); None if unsuitable."""
+    """The task in a short request ("How do I fix X?" → "fix X"); None if unsuitable.
+
+    Unsuitable: more than one line, a question that is not a task, a request to
+    the assistant itself, or a task that speaks of "me"/"you" (see the module doc).
+    """
     text = " ".join(request.split())
     if not text or "\n" in request.strip():
         return None
     text = _LEADS.sub("", text).strip()
     text = text.rstrip("?.! ").strip()
-    if len(text.split()) < 2:
+    text = _FOR_ME.sub("", text).strip()
+    words = text.split()
+    if len(words) < 2 or words[0].lower() not in TASK_VERBS or _PERSONAL.search(text):
         return None
-    first = text.split()[0]
+    first = words[0]
     if first[:1].isupper() and not first.isupper():  # "Fix the year" → "fix the year"
         text = first[0].lower() + text[1:]
     return text

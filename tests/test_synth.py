@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,126 @@ def test_paraphrases_through_the_peft_backend(tiny_llama_dir: Path, tmp_path: Pa
     ]
     produced = [e.messages[0]["content"] for e in out if e.origin == "paraphrase"]
     assert produced == [t for t in expected if t is not None]
+
+
+# 50 realistic requests of many shapes: tasks, questions, requests to the assistant,
+# greetings, polite forms, long and short. Every variation made from them must read
+# like a person wrote it; questions that are not tasks get none.
+REQUESTS = [
+    "Fix the flaky test in test_parser.py",
+    "fix year references from 2024 to 2025",
+    "How do I convert the model to GGUF?",
+    "How can I deploy this to Hugging Face?",
+    "How should I rotate the leaked API key?",
+    "Can you help me add retries to the HTTP client?",
+    "Could you please rename the config option to max_steps?",
+    "Please update the README with the new install steps.",
+    "please bump the version to 1.4.2",
+    "I need to migrate the database to Postgres 16",
+    "I want to speed up the ingest loop",
+    "I'd like to add type hints to utils.py",
+    "What's the best way to handle errors in fetch?",
+    "What is the best way to cache the tokenizer?",
+    "hey, can you fix the import error in cli.py?",
+    "ok so how do I run the tests in parallel?",
+    "Hi! Please write a Dockerfile for this service",
+    "Add a --dry-run flag to the curate command",
+    "Remove the unused imports in backends/base.py",
+    "Validate the upload size before reading it",
+    "Store the password in the config file",
+    "Where do I keep the secret key for the webhook?",
+    "where should the logs go?",
+    "Why does the build fail on macOS?",
+    "What does this error mean: KeyError 'messages'?",
+    "When is the nightly job scheduled?",
+    "Which backend should I use on a Linux laptop?",
+    "Who wrote the GGUF writer?",
+    "Is it safe to commit the .env file?",
+    "Are the tests deterministic?",
+    "Does mlx-lm support Gemma 3?",
+    "Do we need a lock around the state store?",
+    "Can I run this on Windows?",
+    "Should I quantize to q4_k_m or q8_0?",
+    "Explain how the curate stage scores examples",
+    "Tell me what changed in the last commit",
+    "Show me the slowest tests",
+    "Summarize this stack trace",
+    "Give me a regex for semantic versions",
+    "Help me understand the dedup threshold",
+    "Can you explain LoRA rank to me?",
+    "Translate this error message into plain English",
+    "Review my pull request",
+    "thanks, that worked!",
+    "README",
+    "The tests pass now but the linter complains about line length",
+    "git push fails with 403",
+    "Fix it for me please",
+    "Write a unit test for the year replacement and make sure it covers leap years",
+    "Set up CI with GitHub Actions for this repo",
+]
+
+_WELL_FORMED_TASK = re.compile(r"^[a-z][\w'./-]*( \S+)*$")
+_BAD = re.compile(
+    r"(?i)^(how do i|can you help me|i need to|please|what's the best way to)\s+"
+    r"(how|where|what|when|why|which|who|is|are|does|do|did|can|could|should|would|will"
+    r"|explain|tell|show|summarize|give|help|translate|review|thanks)\b"
+)
+
+
+def test_fixture_has_fifty_requests_of_many_shapes() -> None:
+    assert len(REQUESTS) == 50 and len(set(REQUESTS)) == 50
+    assert sum(r.rstrip().endswith("?") for r in REQUESTS) >= 15
+
+
+@pytest.mark.parametrize("request_text", REQUESTS)
+def test_every_variation_is_well_formed(request_text: str) -> None:
+    templates = SynthConfig().templates
+    out = variations(_example(request_text), SynthConfig(max_variations=len(templates)))
+    task = task_of(request_text)
+    assert (task is None) == (out == [])
+    if task is None:
+        return
+    assert _WELL_FORMED_TASK.match(task), task
+    assert not re.search(r"(?i)\b(me|you|your)\b", task), task
+    for variation in out:
+        text = variation.messages[0]["content"]
+        assert not _BAD.search(text), text
+        assert "  " not in text and "??" not in text and "?." not in text, text
+        assert text.count("?") <= 1 and ("?" not in text or text.endswith("?")), text
+        assert text[0].isupper(), text
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        "Where do I keep the secret key for the webhook?",
+        "Why does the build fail on macOS?",
+        "Explain how the curate stage scores examples",
+        "Tell me what changed in the last commit",
+        "Can you explain LoRA rank to me?",
+        "Is it safe to commit the .env file?",
+        "Fix it for me please",
+    ],
+)
+def test_questions_and_requests_to_the_assistant_get_no_variations(request_text: str) -> None:
+    assert task_of(request_text) is None
+
+
+@pytest.mark.parametrize(
+    ("request_text", "task"),
+    [
+        ("hey, can you fix the import error in cli.py?", "fix the import error in cli.py"),
+        (
+            "Could you please rename the config option to max_steps?",
+            "rename the config option to max_steps",
+        ),
+        ("ok so how do I run the tests in parallel?", "run the tests in parallel"),
+        (
+            "Set up CI with GitHub Actions for this repo",
+            "set up CI with GitHub Actions for this repo",
+        ),
+        ("Store the password in the config file", "store the password in the config file"),
+    ],
+)
+def test_task_of_realistic_forms(request_text: str, task: str | None) -> None:
+    assert task_of(request_text) == task
