@@ -138,14 +138,30 @@ class Backend(Protocol):
         max_tokens: int = 128,
         temperature: float = 0.0,
         template: str = "auto",
+        fallback_template: str | None = None,
     ) -> list[str]:
-        """Complete each chat (a list of messages) with the model (+ adapter)."""
+        """Complete each chat (a list of messages) with the model (+ adapter).
+
+        Chats are rendered as the adapter's training rendered them (its recorded
+        settings, ``backends.adapter_settings``): ``template="auto"`` means the trained
+        template; ``fallback_template`` applies only where the adapter records none.
+        """
         ...
 
     def loss(
-        self, model_dir: Path, adapter_dir: Path | None, split_path: Path, *, template: str = "auto"
+        self,
+        model_dir: Path,
+        adapter_dir: Path | None,
+        split_path: Path,
+        *,
+        template: str = "auto",
+        fallback_template: str | None = None,
     ) -> float:
-        """Mean loss per trained (assistant) token over a JSONL split."""
+        """Mean loss per trained (assistant) token over a JSONL split.
+
+        Rendering, cutoff and masking follow the adapter's recorded training settings,
+        as in ``generate``.
+        """
         ...
 
     def fuse(self, model_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:

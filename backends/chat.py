@@ -170,23 +170,6 @@ def fallback_chat_template(tokenizer: Any, name: str) -> str:
     return ("{{ bos_token }}" if _bos_text(tokenizer) else "") + body
 
 
-TEMPLATE_RECORD = "chat_template_used.json"
-
-
-def write_template_record(adapter_dir: Path, template: str) -> None:
-    """Record, beside an adapter, the chat template it was trained with."""
-    (Path(adapter_dir) / TEMPLATE_RECORD).write_text(json.dumps({"template": template}) + "\n")
-
-
-def read_template_record(adapter_dir: Path) -> str | None:
-    """The template an adapter was trained with ("native" or a fallback), if recorded."""
-    try:
-        value = json.loads((Path(adapter_dir) / TEMPLATE_RECORD).read_text()).get("template")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return str(value) if value else None
-
-
 def apply_trained_template(tokenizer: Any, trained: str | None, fallback: str) -> None:
     """Give a fused model's tokenizer the chat template its adapter was trained with.
 

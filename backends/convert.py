@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
-from backends.chat import TEMPLATE_RECORD
+from backends.adapter_settings import read_settings, write_settings
 from mlx_rsi import atomic
 from mlx_rsi.errors import ModelError, UsageError
 
@@ -87,9 +87,8 @@ def convert_adapter(
             write_peft(tmp, adapter, base_model_dir)
         else:
             write_mlx(tmp, adapter, base)
-        record = src / TEMPLATE_RECORD  # the chat template training used, if recorded
-        if record.is_file():
-            (tmp / TEMPLATE_RECORD).write_bytes(record.read_bytes())
+        # How training rendered, cut and masked its chats travels with the weights.
+        write_settings(tmp, read_settings(src))
     return dst
 
 

@@ -14,13 +14,12 @@ import mlx.core as mx
 from mlx.utils import tree_unflatten
 
 from backends import base, mlx_data, mlx_model, mlx_train
+from backends.adapter_settings import read_settings
 from backends.base import OnEvent, TrainResult, TrainSpec
 from mlx_rsi import atomic
 from mlx_rsi.errors import DatasetError
 
 EVAL_BATCH_SIZE = 8
-DEFAULT_CUTOFF = 2048
-DEFAULT_FALLBACK = "alpaca"
 HF_SIDE_FILES = ("generation_config.json",)
 
 
@@ -46,6 +45,7 @@ class MlxBackend:
         max_tokens: int = 128,
         temperature: float = 0.0,
         template: str = "auto",
+        fallback_template: str | None = None,
     ) -> list[str]:
         """Complete each chat with mlx-lm's generator (greedy at temperature 0)."""
         from mlx_lm.generate import generate
@@ -53,9 +53,10 @@ class MlxBackend:
 
         from backends import chat
 
-        loaded, config = mlx_model.load_with_adapter(model_dir, adapter_dir)
+        loaded, _ = mlx_model.load_with_adapter(model_dir, adapter_dir)
         tokenizer = loaded.hf_tokenizer
-        fallback = _setting(config, "fallback_template", DEFAULT_FALLBACK)
+        trained = read_settings(adapter_dir, fallback_template)
+        template, fallback = trained.chat_template(template), trained.fallback_template
         stops = chat.stop_strings(tokenizer, template=template, fallback=fallback)
         sampler = make_sampler(temp=temperature)
         texts = []
@@ -69,17 +70,24 @@ class MlxBackend:
         return texts
 
     def loss(
-        self, model_dir: Path, adapter_dir: Path | None, split_path: Path, *, template: str = "auto"
+        self,
+        model_dir: Path,
+        adapter_dir: Path | None,
+        split_path: Path,
+        *,
+        template: str = "auto",
+        fallback_template: str | None = None,
     ) -> float:
         """Mean cross-entropy per trained (assistant) token, masked exactly as in training."""
-        loaded, config = mlx_model.load_with_adapter(model_dir, adapter_dir)
+        loaded, _ = mlx_model.load_with_adapter(model_dir, adapter_dir)
+        trained = read_settings(adapter_dir, fallback_template)
         examples, _ = mlx_data.encode_split(
             loaded.hf_tokenizer,
             Path(split_path),
-            template=template,
-            fallback=_setting(config, "fallback_template", DEFAULT_FALLBACK),
-            cutoff_len=int(_setting(config, "cutoff_len", DEFAULT_CUTOFF)),
-            train_on=_setting(config, "train_on", "assistant"),
+            template=trained.chat_template(template),
+            fallback=trained.fallback_template,
+            cutoff_len=trained.cutoff_len,
+            train_on=trained.train_on,
         )
         if not examples:
             raise DatasetError(
@@ -92,8 +100,14 @@ class MlxBackend:
         """Merge the adapter (dequantizing a QLoRA base) and save an HF-layout model."""
         from mlx_lm.utils import dequantize_model, save_config, save_model
 
-        loaded, config = mlx_model.load_with_adapter(model_dir, adapter_dir)
-        _carry_trained_template(loaded.hf_tokenizer, Path(adapter_dir), config)
+        from backends import chat
+
+        loaded, _ = mlx_model.load_with_adapter(model_dir, adapter_dir)
+        # A fused model formats chats as in training (serving, GGUF, ``template: auto``).
+        trained = read_settings(adapter_dir)
+        chat.apply_trained_template(
+            loaded.hf_tokenizer, trained.template, trained.fallback_template
+        )
         model = loaded.model
         fused = [
             (n, m.fuse(dequantize=True)) for n, m in model.named_modules() if hasattr(m, "fuse")
@@ -115,28 +129,6 @@ class MlxBackend:
                 if source.is_file():
                     (tmp / name).write_bytes(source.read_bytes())
         return out_dir
-
-
-def _carry_trained_template(
-    tokenizer: Any, adapter_dir: Path, config: dict[str, Any] | None
-) -> None:
-    """Give a fused model the fallback template its adapter was trained with.
-
-    Serving, GGUF export and ``template: auto`` then format chats as in training
-    (the base of a template-less model, e.g. the Gemma base, has none).
-    """
-    from backends import chat
-
-    trained = chat.read_template_record(adapter_dir) or _setting(config, "trained_template", None)
-    fallback = _setting(config, "fallback_template", DEFAULT_FALLBACK)
-    chat.apply_trained_template(tokenizer, trained, fallback)
-
-
-def _setting(config: dict[str, Any] | None, key: str, default: Any) -> Any:
-    """A training setting recorded in the adapter config, else the default."""
-    if config is None or config.get(key) is None:
-        return default
-    return config[key]
 
 
 BACKEND = MlxBackend()

@@ -21,6 +21,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
+from backends import adapter_settings
 from backends.base import TrainSpec
 from mlx_rsi import atomic
 from mlx_rsi.errors import ModelError, UsageError
@@ -211,12 +212,10 @@ def load_tensors(path: Path) -> dict[str, mx.array]:
 
 def write_adapter_files(folder: Path, model: nn.Module, config: dict[str, Any]) -> None:
     """Write weights, config and the template record into an existing (staging) folder."""
-    from backends.chat import write_template_record
-
     mx.save_safetensors(str(folder / ADAPTER_WEIGHTS), adapter_weights(model))
     (folder / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    if config.get("trained_template"):
-        write_template_record(folder, str(config["trained_template"]))
+    # The same settings, in the file every backend reads (it survives conversion to PEFT).
+    adapter_settings.write_settings(folder, adapter_settings.read_settings(folder))
 
 
 def save_adapter(dst: Path, model: nn.Module, config: dict[str, Any]) -> Path:

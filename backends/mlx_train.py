@@ -1,20 +1,17 @@
-"""The MLX training loop: mlx-lm's LoRA layers and compiled step, our data, loss and state.
+"""MLX training: mlx-lm's LoRA layers and compiled step, our data, loss and checkpoints.
 
 mlx-lm's ``tuner.trainer.train`` cannot be used as is: its chat data trains only the
-last assistant turn and its resume restores weights only (FACTS.md). So this loop
+last assistant turn and its resume restores weights only (FACTS.md). So this module
 keeps mlx-lm's pieces (``linear_to_lora_layers``, the compiled step with gradient
 accumulation, ``grad_checkpoint``, ``average_gradients`` under ``mlx.launch``) and adds
-a per-token mask loss over every assistant turn, token-weighted accumulation,
-checkpoints with optimizer state, evaluation with early stopping (keep-best),
-metrics.jsonl + TensorBoard, and Ctrl-C → checkpoint → ``InterruptedRun``.
+a per-token mask loss over every assistant turn, token-weighted accumulation and
+checkpoints with optimizer state. The loop itself (schedule, cadence, early stopping,
+Ctrl-C, metrics) is ``backends.loop``, shared with the PEFT backend; ``MlxFramework``
+is what it calls.
 """
 
 from __future__ import annotations
 
-import math
-import signal
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,11 +25,11 @@ import mlx.optimizers as optim
 from mlx.nn.utils import average_gradients
 from mlx.utils import tree_map
 
+from backends import loop, mlx_model, run_files
 from backends import mlx_checkpoint as ckpt
 from backends import mlx_data as data
-from backends import mlx_model, run_files
-from backends.base import EventKind, OnEvent, TrainResult, TrainSpec, spec_to_dict
-from mlx_rsi.errors import BackendError, DatasetError, InterruptedRun
+from backends.base import OnEvent, TrainResult, TrainSpec, spec_to_dict
+from mlx_rsi.errors import DatasetError
 
 StepFn = Callable[..., tuple[mx.array, Any]]
 LossFn = Callable[[nn.Module, mx.array, mx.array, mx.array, mx.array], mx.array]
@@ -121,25 +118,6 @@ def evaluate(
     return scalar(total) / max(tokens, 1)
 
 
-def build_schedule(spec: TrainSpec, total_steps: int) -> Callable[[mx.array], mx.array]:
-    """Learning rate per optimizer step: linear warmup, then cosine / linear / constant."""
-    peak = spec.learning_rate
-    warmup = math.ceil(total_steps * spec.warmup_ratio)
-    decay_steps = max(1, total_steps - warmup)
-    if spec.schedule == "cosine":
-        main = optim.cosine_decay(peak, decay_steps, 0.0)
-    elif spec.schedule == "linear":
-        main = optim.linear_schedule(peak, 0.0, decay_steps)
-    else:
-
-        def main(_: mx.array) -> mx.array:
-            return mx.array(peak)
-
-    if warmup == 0:
-        return main
-    return optim.join_schedules([optim.linear_schedule(0.0, peak, warmup), main], [warmup])
-
-
 def make_step(model: nn.Module, optimizer: optim.Optimizer) -> StepFn:
     """A compiled micro-step: loss-sum gradients, accumulated; update on the last one."""
     loss_and_grad = nn.value_and_grad(model, make_loss(model))
@@ -181,29 +159,6 @@ def checkpointed_blocks(model: nn.Module, enabled: bool) -> Iterator[None]:
         block_class.__call__ = original
 
 
-@contextmanager
-def deferred_interrupt() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C only raises a flag (checked between steps); a second one interrupts."""
-    flag = threading.Event()
-    own = threading.current_thread() is threading.main_thread() and (
-        signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    )
-    if not own:
-        yield flag.is_set
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        if flag.is_set():
-            raise KeyboardInterrupt
-        flag.set()
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield flag.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 @dataclass
 class Run:
     """Everything one training run works on."""
@@ -233,11 +188,7 @@ def prepare(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     valid_path = dataset_dir / "valid.jsonl"
     if not train_path.is_file():
         raise DatasetError(f"no train.jsonl in {dataset_dir}", hint="build the dataset first")
-    if not spec.resume and run_files.list_checkpoints(out_dir):
-        raise BackendError(
-            f"{out_dir} already holds checkpoints of an earlier run",
-            hint="resume it (--resume) or train into an empty folder",
-        )
+    resume_from = run_files.resume_point(out_dir, spec.resume)
     if spec.early_stopping_patience and not valid_path.is_file():
         raise DatasetError(
             f"early stopping needs {valid_path}", hint="add a valid split or turn it off"
@@ -256,7 +207,8 @@ def prepare(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
         )
     valid = _encode(spec, loaded, valid_path)[0] if valid_path.is_file() else []
     total = spec.total_steps(len(train))
-    optimizer = optim.AdamW(learning_rate=build_schedule(spec, total), weight_decay=0.0)
+    # The loop sets the rate before every step (backends.loop.learning_rate).
+    optimizer = optim.AdamW(learning_rate=spec.learning_rate, weight_decay=0.0)
     state = ckpt.TrainerState(
         spec=spec_to_dict(spec), data_digest=run_files.file_digest(train_path)
     )
@@ -264,8 +216,8 @@ def prepare(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
         spec, out_dir, loaded.model, optimizer, config, train, valid,
         data.length_buckets(train, spec.batch_size), total, state, mx.distributed.init(), skipped,
     )  # fmt: skip
-    if spec.resume:
-        _resume(run)
+    if resume_from is not None:
+        _resume(run, resume_from)
     return run
 
 
@@ -282,110 +234,34 @@ def _encode(
     )
 
 
-def _resume(run: Run) -> None:
-    folder = run_files.latest_checkpoint(run.out_dir)
-    saved = ckpt.read_state(folder)
-    current = run.state
-    changed = run_files.changed_settings(saved.spec, current.spec)
-    if changed:
-        raise BackendError(
-            f"cannot resume {run.out_dir}: {', '.join(changed)} differ from the interrupted run",
-            hint="resume with the run's original settings, or start a new run",
-        )
-    if saved.data_digest != current.data_digest:
-        raise BackendError(
-            f"cannot resume {run.out_dir}: train.jsonl changed since the interrupted run",
-            hint="resume on the same dataset version, or start a new run",
-        )
+def _resume(run: Run, folder: Path) -> None:
+    run_files.check_resumable(ckpt.read_state(folder), run.state, run.out_dir)
+    current_spec = run.state.spec
     run.state = ckpt.restore_checkpoint(folder, run.model, run.optimizer)
-    run.state.spec = current.spec
+    run.state.spec = current_spec
     run.resumed_from = folder
 
 
-class Trainer:
-    """Runs the optimizer steps of a prepared ``Run`` and reports through ``on_event``."""
+class MlxFramework:
+    """The MLX side of ``backends.loop``: a compiled step, evaluation and checkpoint files."""
 
-    def __init__(self, run: Run, on_event: OnEvent) -> None:
+    def __init__(self, run: Run) -> None:
         self.run = run
-        self.spec = run.spec
-        self.log = run_files.RunLog(
-            run.out_dir,
-            on_event,
-            main=run.is_main,
-            total_steps=run.total_steps,
-            # Steps after the checkpoint are trained again: drop their old records.
-            resumed_at=run.state.step if run.resumed_from else None,
-        )
-        self.saved_step = run.state.step if run.resumed_from else -1
-        self.started = time.perf_counter()
-        self.base_elapsed = run.state.elapsed
-        self.window_loss = 0.0
-        self.window_tokens = 0
-        self.window_start = time.perf_counter()
+        self.world_size = run.group.size()
+        self.is_main = run.is_main
+        self.examples = len(run.train)
+        self.skipped = run.skipped
+        self.trainable_parameters = mlx_model.trainable_count(run.model)
+        self.has_valid = bool(run.valid)
+        self._step = make_step(run.model, run.optimizer)
+        self._loss_sum = mx.array(0.0)
 
-    def emit(self, kind: EventKind, **fields: Any) -> None:
-        self.log.emit(kind, self.run.state.step, **fields)
-
-    def fit(self) -> TrainResult:
-        run = self.run
-        self.emit(
-            "start",
-            message=(
-                f"training {mlx_model.trainable_count(run.model)} adapter parameters"
-                f" on {run.group.size()} process(es)"
-            ),
-            extra={
-                "world_size": run.group.size(),
-                "examples": len(run.train),
-                "skipped": run.skipped,
-                "resumed_from": str(run.resumed_from) if run.resumed_from else None,
-            },
-        )
-        step = make_step(run.model, run.optimizer)
-        try:
-            with (
-                checkpointed_blocks(run.model, self.spec.gradient_checkpointing),
-                deferred_interrupt() as interrupted,
-            ):
-                stopped = self._loop(step, interrupted)
-        except KeyboardInterrupt as e:
-            # The optimizer's own counter is the truth if Ctrl-C landed mid-bookkeeping.
-            run.state.step = int(scalar(run.optimizer.step))
-            self.checkpoint()
-            raise InterruptedRun(
-                f"training interrupted at step {run.state.step}; checkpoint saved",
-                hint="rerun with --resume",
-            ) from e
-        finally:
-            self.log.close()
-        return self._finish(stopped)
-
-    def _loop(self, step: StepFn, interrupted: Callable[[], bool]) -> bool:
-        run, spec = self.run, self.spec
-        run.model.train()
-        while run.state.step < run.total_steps:
-            loss_sum, tokens = self._optimizer_step(step)
-            run.state.step += 1
-            run.state.trained_tokens += tokens
-            self.window_loss += loss_sum
-            self.window_tokens += tokens
-            at_end = run.state.step == run.total_steps
-            if run.state.step % spec.logging_steps == 0 or at_end:
-                self._log()
-            stop = self._maybe_evaluate(at_end)
-            if run.state.step % spec.save_steps == 0 or at_end or stop:
-                self.checkpoint()
-            if stop:
-                return True
-            if interrupted():
-                raise KeyboardInterrupt
-        return False
-
-    def _optimizer_step(self, step: StepFn) -> tuple[float, int]:
-        """One optimizer step over ``grad_accum`` micro-batches; (loss sum, trained tokens)."""
-        run, spec = self.run, self.spec
+    def train_step(self, step: int, lr: float) -> int:
+        """One optimizer step over ``grad_accum`` micro-batches; the step's trained tokens."""
+        run, spec = self.run, self.run.spec
         rank, world = run.group.rank(), run.group.size()
-        first = run.state.step * spec.grad_accum
+        run.optimizer.learning_rate = lr
+        first = step * spec.grad_accum
         batches = [
             data.collate(run.train, data.micro_batch(run.buckets, spec.seed, first + j))
             for j in range(spec.grad_accum)
@@ -393,84 +269,44 @@ class Trainer:
         tokens = sum(b.trained_tokens for b in batches)
         scale = mx.array(1.0 / tokens)
         acc: Any = None
-        loss_sum = mx.array(0.0)
         for j, batch in enumerate(batches):
             mx.random.seed(spec.seed * 1_000_003 + first + j)  # dropout keys follow the step
             part = data.shard(batch, rank, world)
-            loss, acc = step(batch_arrays(part), acc, scale, j == spec.grad_accum - 1)
-            loss_sum = loss_sum + loss
-            mx.eval(run.model.state, run.optimizer.state, loss_sum, acc)
-        if world > 1:
-            loss_sum = mx.distributed.all_sum(loss_sum, group=run.group, stream=mx.cpu)
-        return scalar(loss_sum), tokens
+            loss, acc = self._step(batch_arrays(part), acc, scale, j == spec.grad_accum - 1)
+            self._loss_sum = self._loss_sum + loss
+            mx.eval(run.model.state, run.optimizer.state, self._loss_sum, acc)
+        return tokens
 
-    def elapsed(self) -> float:
-        return self.base_elapsed + time.perf_counter() - self.started
+    def take_loss_sum(self) -> float:
+        total = self._loss_sum
+        if self.world_size > 1:
+            total = mx.distributed.all_sum(total, group=self.run.group, stream=mx.cpu)
+        self._loss_sum = mx.array(0.0)
+        return scalar(total)
 
-    def _log(self) -> None:
+    def evaluate(self) -> float:
         run = self.run
-        seconds = max(time.perf_counter() - self.window_start, 1e-9)
-        loss = self.window_loss / max(self.window_tokens, 1)
-        self.log.train_window(
-            run.state,
-            loss=loss,
-            lr=scalar(run.optimizer.learning_rate),
-            tokens_per_second=self.window_tokens / seconds,
-            elapsed=self.elapsed(),
-        )
-        self.window_loss, self.window_tokens = 0.0, 0
-        self.window_start = time.perf_counter()
-
-    def _maybe_evaluate(self, at_end: bool) -> bool:
-        """Evaluate when due; True when early stopping says stop."""
-        run, spec = self.run, self.spec
-        every = spec.eval_steps or spec.save_steps
-        if not run.valid or not (run.state.step % every == 0 or at_end):
-            return False
-        val_loss = evaluate(run.model, run.valid, spec.batch_size, run.group)
+        val_loss = evaluate(run.model, run.valid, run.spec.batch_size, run.group)
         run.model.train()
-        state = run.state
-        if state.record_eval(val_loss) and spec.early_stopping_patience:
-            self.checkpoint()  # keep-best needs the weights of this step
-        self.log.evaluated(state, val_loss, self.elapsed())
-        patience = spec.early_stopping_patience
-        if patience and state.evals_without_improvement >= patience:
-            self.emit("stop", val_loss=state.best_val_loss, message=_stop_message(state))
-            return True
-        return False
+        return val_loss
 
-    def checkpoint(self) -> None:
+    def save_checkpoint(self, state: Any) -> Path:
         run = self.run
-        if not run.is_main or self.saved_step == run.state.step:
-            return
-        run.state.elapsed = self.elapsed()
-        path = ckpt.save_checkpoint(
-            run.out_dir, run.model, run.optimizer, run.adapter_config, run.state
+        return ckpt.save_checkpoint(
+            run.out_dir, run.model, run.optimizer, run.adapter_config, state
         )
-        self.saved_step = run.state.step
-        self.emit("save", message=str(path))
 
-    def _finish(self, stopped: bool) -> TrainResult:
+    def save_best(self, folder: Path, state: Any) -> None:
+        mlx_model.save_adapter(folder, self.run.model, self.run.adapter_config)
+
+    def write_adapter(self, adapter_dir: Path, best: Path | None) -> None:
         run = self.run
-        self.checkpoint()
-        state = run.state
-        best = state.best_step
-        if self.spec.early_stopping_patience and best is not None and run.is_main:
-            mlx_model.load_adapter_weights(run.model, run_files.checkpoint_dir(run.out_dir, best))
-        adapter_dir = run.out_dir / "adapter"
-        if run.is_main:
-            mlx_model.save_adapter(adapter_dir, run.model, run.adapter_config)
-        self.emit(
-            "end", loss=state.last_loss, val_loss=state.best_val_loss, message=str(adapter_dir)
-        )
-        return state.to_result(adapter_dir, self.elapsed(), stopped)
+        if best is not None:
+            mlx_model.load_adapter_weights(run.model, best)
+        mlx_model.save_adapter(adapter_dir, run.model, run.adapter_config)
 
-
-def _stop_message(state: ckpt.TrainerState) -> str:
-    return (
-        f"early stop: no improvement in {state.evals_without_improvement} evaluation(s); "
-        f"best val_loss {state.best_val_loss:.4f} at step {state.best_step}"
-    )
+    def barrier(self) -> None:
+        """Nothing to wait for: rank 0 alone writes, and the run ends after it."""
 
 
 def train(spec: TrainSpec, dataset_dir: Path, out_dir: Path, on_event: OnEvent) -> TrainResult:
@@ -478,4 +314,9 @@ def train(spec: TrainSpec, dataset_dir: Path, out_dir: Path, on_event: OnEvent) 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run = prepare(spec, Path(dataset_dir), out_dir)
-    return Trainer(run, on_event).fit()
+    run.model.train()
+    with checkpointed_blocks(run.model, spec.gradient_checkpointing):
+        return loop.TrainLoop(
+            spec, out_dir, MlxFramework(run), run.state, run.total_steps, on_event,
+            resumed_from=run.resumed_from,
+        ).fit()  # fmt: skip

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from backends.adapter_settings import read_settings
 from backends.base import OnEvent, Precision, TrainResult, TrainSpec, backend_status
 from backends.chat import (
     apply_trained_template,
     cut_at_stop,
     load_tokenizer,
     read_jsonl,
-    read_template_record,
     render_prompt,
     resolve_template,
     stop_strings,
@@ -39,10 +39,10 @@ class PeftBackend:
 
     name = "peft"
 
-    def __init__(self, precision: Precision = "auto", fallback_template: str = "alpaca") -> None:
-        # Precision and fallback template for generate/loss/fuse (train takes them from the spec).
+    def __init__(self, precision: Precision = "auto") -> None:
+        # Precision of generate/loss (train takes it from the spec; chat settings come from
+        # the adapter: backends.adapter_settings).
         self.precision = precision
-        self.fallback_template = fallback_template
 
     def available(self) -> tuple[bool, str]:
         return backend_status("peft")
@@ -63,16 +63,19 @@ class PeftBackend:
         max_tokens: int = 128,
         temperature: float = 0.0,
         template: str = "auto",
+        fallback_template: str | None = None,
     ) -> list[str]:
         import torch
 
         model, tokenizer, plan = self._load(model_dir, adapter_dir)
-        name = resolve_template(tokenizer, template, self.fallback_template)
+        trained = read_settings(adapter_dir, fallback_template)
+        fallback = trained.fallback_template
+        name = resolve_template(tokenizer, trained.chat_template(template), fallback)
         texts = [
-            render_prompt(tokenizer, messages, template=name, fallback=self.fallback_template)
+            render_prompt(tokenizer, messages, template=name, fallback=fallback)
             for messages in prompts
         ]
-        stops = stop_strings(tokenizer, template=name, fallback=self.fallback_template)
+        stops = stop_strings(tokenizer, template=name, fallback=fallback)
         eos_ids = _stop_token_ids(tokenizer, model, stops)
         tokenizer.padding_side = "left"
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
@@ -108,15 +111,21 @@ class PeftBackend:
         split_path: Path,
         *,
         template: str = "auto",
+        fallback_template: str | None = None,
     ) -> float:
         from backends import peft_train, torch_model
         from backends.chat import encode_dataset
 
         model, tokenizer, plan = self._load(model_dir, adapter_dir)
+        trained = read_settings(adapter_dir, fallback_template)
         encoded = encode_dataset(
-            tokenizer, read_jsonl(Path(split_path)), template=template,
-            fallback=self.fallback_template,
-        )  # fmt: skip
+            tokenizer,
+            read_jsonl(Path(split_path)),
+            template=trained.chat_template(template),
+            fallback=trained.fallback_template,
+            cutoff_len=trained.cutoff_len,
+            train_on=trained.train_on,
+        )
         examples = [e for e in encoded.examples if sum(e.mask[1:]) > 0]
         if not examples:
             raise DatasetError(
@@ -137,8 +146,8 @@ class PeftBackend:
         merged = torch_model.load_adapter(base, Path(adapter_dir)).merge_and_unload()
         merged.config.use_cache = True
         tokenizer = load_tokenizer(Path(model_dir))
-        trained_with = read_template_record(Path(adapter_dir))
-        apply_trained_template(tokenizer, trained_with, self.fallback_template)
+        trained = read_settings(Path(adapter_dir))
+        apply_trained_template(tokenizer, trained.template, trained.fallback_template)
         out_dir = Path(out_dir)
         with atomic.staged_dir(out_dir, replace=True) as tmp, torch_model.quiet():
             merged.save_pretrained(str(tmp))

@@ -132,6 +132,38 @@ def prune_incomplete(out_dir: Path) -> None:
                 shutil.rmtree(child, ignore_errors=True)
 
 
+def resume_point(out_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint a run continues from: the latest one with ``resume``, else None.
+
+    Without ``resume`` a folder that already holds checkpoints is refused: training
+    over them would mix two runs' records.
+    """
+    prune_incomplete(out_dir)
+    if resume:
+        return latest_checkpoint(out_dir)
+    if list_checkpoints(out_dir):
+        raise BackendError(
+            f"{out_dir} already holds checkpoints of an earlier run",
+            hint="resume it (--resume) or train into an empty folder",
+        )
+    return None
+
+
+def check_resumable(saved: TrainerState, current: TrainerState, out_dir: Path) -> None:
+    """Refuse to resume with other settings (``RESUME_FIELDS``) or other training data."""
+    changed = changed_settings(saved.spec, current.spec)
+    if changed:
+        raise BackendError(
+            f"cannot resume {out_dir}: {', '.join(changed)} differ from the interrupted run",
+            hint="resume with the run's original settings, or start a new run",
+        )
+    if saved.data_digest and saved.data_digest != current.data_digest:
+        raise BackendError(
+            f"cannot resume {out_dir}: train.jsonl changed since the interrupted run",
+            hint="resume on the same dataset version, or start a new run",
+        )
+
+
 def file_digest(path: Path) -> str:
     """sha256 of a file: a resumed run must see the same training data."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

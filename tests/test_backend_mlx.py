@@ -15,6 +15,7 @@ pytest.importorskip("mlx_lm")
 import mlx.core as mx
 
 from backends import chat, mlx_checkpoint, mlx_data, mlx_model, mlx_train
+from backends.adapter_settings import read_settings
 from backends.base import TrainEvent, TrainSpec
 from backends.mlx_lora import BACKEND
 from mlx_rsi.errors import BackendError, InterruptedRun
@@ -292,7 +293,7 @@ def test_early_stopping_keeps_the_best_checkpoint(
     best_step = min(evals, key=lambda s: evals[s]["val_loss"])
     assert best_step < result.steps
     assert result.best_val_loss == pytest.approx(evals[best_step]["val_loss"])
-    best = _adapter(tmp_path / "run" / "checkpoints" / f"step-{best_step}")
+    best = _adapter(tmp_path / "run" / "checkpoints" / "best")
     final = _adapter(result.adapter_dir)
     assert all(np.array_equal(best[k], final[k]) for k in best)
     last = _adapter(tmp_path / "run" / "checkpoints" / f"step-{result.steps}")
@@ -370,7 +371,7 @@ def test_a_tokenizer_without_chat_template_uses_the_fallback(
     assert len(texts) == 1 and "### Instruction:" not in texts[0]
 
     # The fused model carries the template it was trained with.
-    assert chat.read_template_record(result.adapter_dir) == "alpaca"
+    assert read_settings(result.adapter_dir).template == "alpaca"
     fused = BACKEND.fuse(model_dir, result.adapter_dir, tmp_path / "fused")
     fused_tokenizer = chat.load_tokenizer(fused)
     assert not chat.has_chat_template(tokenizer) and chat.has_chat_template(fused_tokenizer)
@@ -446,22 +447,6 @@ def test_gradient_checkpointing_gives_the_same_steps(
     assert type(loaded.model.layers[0]).__call__ is block_call
     a, b = _metrics(plain, "train"), _metrics(checkpointed, "train")
     assert all(a[s]["loss"] == pytest.approx(b[s]["loss"], abs=1e-5) for s in (1, 2))
-
-
-def test_schedule_warms_up_then_decays() -> None:
-    spec = TrainSpec(model_dir=Path("."), learning_rate=1.0, warmup_ratio=0.2, schedule="cosine")
-    schedule = mlx_train.build_schedule(spec, 10)
-    values = [mlx_train.scalar(schedule(mx.array(s))) for s in range(11)]
-    assert values[0] == 0.0 and values[1] == pytest.approx(0.5) and values[2] == pytest.approx(1.0)
-    assert values[2:] == sorted(values[2:], reverse=True) and values[10] == pytest.approx(
-        0.0, abs=1e-6
-    )
-    linear = mlx_train.build_schedule(
-        TrainSpec(model_dir=Path("."), learning_rate=1.0, warmup_ratio=0.0, schedule="linear"), 4
-    )
-    assert [mlx_train.scalar(linear(mx.array(s))) for s in range(5)] == pytest.approx(
-        [1, 0.75, 0.5, 0.25, 0]
-    )
 
 
 def _free_port() -> int:

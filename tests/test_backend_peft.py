@@ -527,11 +527,12 @@ def test_loss_of_a_split_without_assistant_tokens_is_an_error(
 def test_fused_model_of_a_template_less_base_formats_chats_as_trained(
     tiny_llama_nochat_dir: Path, dataset: Path, tmp_path: Path
 ) -> None:
-    from backends.chat import has_chat_template, read_template_record
+    from backends.adapter_settings import read_settings
+    from backends.chat import has_chat_template
 
     spec = make_spec(tiny_llama_nochat_dir, max_steps=2)
     result = BACKEND.train(spec, dataset, tmp_path / "run", lambda e: None)
-    assert read_template_record(result.adapter_dir) == "alpaca"
+    assert read_settings(result.adapter_dir).template == "alpaca"
     fused = BACKEND.fuse(tiny_llama_nochat_dir, result.adapter_dir, tmp_path / "fused")
     base_tok, fused_tok = load_tokenizer(tiny_llama_nochat_dir), load_tokenizer(fused)
     assert not has_chat_template(base_tok) and has_chat_template(fused_tok)
