@@ -207,6 +207,10 @@ def _turn(writer: _Writer, index: int) -> list[bytes]:
     return lines
 
 
+def _summary(title: str, leaf: str) -> bytes:
+    return orjson.dumps({"type": "summary", "summary": title, "leafUuid": leaf}) + b"\n"
+
+
 def generate(root: Path, files: int, megabytes: int, seed: int = 0) -> tuple[int, int]:
     """Write the corpus; return (files, bytes)."""
     rng = random.Random(seed)
@@ -219,10 +223,10 @@ def generate(root: Path, files: int, megabytes: int, seed: int = 0) -> tuple[int
         project.mkdir(parents=True, exist_ok=True)
         session = str(uuid.UUID(int=rng.getrandbits(128)))
         writer = _Writer(rng, session, f"/home/dev/project{count % 60}")
-        chunks = [
-            orjson.dumps({"type": "summary", "summary": sentence(rng, 6), "leafUuid": session})
-            + b"\n"
-        ]
+        title = sentence(rng, 6)
+        # the title's summary names the session's last record (its leaf), as Claude Code
+        # writes it; a uuid is as long as the session id it is first written with
+        chunks = [_summary(title, session)]
         size = len(chunks[0])
         turn = 0
         while size < size_goal:
@@ -230,6 +234,7 @@ def generate(root: Path, files: int, megabytes: int, seed: int = 0) -> tuple[int
                 chunks.append(line)
                 size += len(line)
             turn += 1
+        chunks[0] = _summary(title, writer.parent or session)
         (project / f"{session}.jsonl").write_bytes(b"".join(chunks))
         total += size
         count += 1

@@ -190,6 +190,8 @@ class _Pass:
     records: list[_Record] = field(default_factory=list)  # user/assistant, file order
     custom_title: str | None = None
     summaries: list[tuple[str, str]] = field(default_factory=list)  # (leafUuid, summary)
+    sidechains: bool = False  # any inline sidechain record (1.0.x Task subagents)
+    agent_results: list[_Record] = field(default_factory=list)  # results naming an agentId
     scanned: int = 0
 
 
@@ -243,7 +245,7 @@ class ClaudeCodeReader:
             result.replace = True
             return result
         sessions = [_session(path, group, scanned) for group in groups]
-        _link_subagents(path, main, sessions)
+        _link_subagents(path, main, sessions, scanned)
         sessions = [s for s in sessions if s.messages]
         if main.name == "agent":  # agent files are small: re-read whole when they grow
             return ReadResult(sessions, 0, {}, skipped, replace=True)
@@ -295,8 +297,12 @@ def _scan(path: Path, start: int, options: ReadOptions, skipped: Counter[str]) -
         if isinstance(data.get("uuid"), str):
             record = _Record(offset, data)
             scanned.nodes[record.uuid] = record
-            if record.is_conversation():
+            if kind in ("user", "assistant") and isinstance(data.get("message"), dict):
                 scanned.records.append(record)
+                if data.get("isSidechain"):
+                    scanned.sidechains = True
+                elif b'"agentId"' in line and kind == "user":
+                    scanned.agent_results.append(record)
                 continue
         if kind == "custom-title" and isinstance(data.get("customTitle"), str):
             scanned.custom_title = data["customTitle"]
@@ -314,6 +320,10 @@ def _groups(path: Path, scanned: _Pass) -> list[_Group]:
         group = _Group("agent", scanned.records, metadata=_agent_metadata(path))
         group.kept = _kept(group.records, scanned.nodes)
         return [group]
+    if not scanned.sidechains:
+        main = _Group("main", scanned.records)
+        main.kept = _kept(main.records, scanned.nodes)
+        return [main]
     main = _Group("main", [r for r in scanned.records if not r.data.get("isSidechain")])
     main.kept = _kept(main.records, scanned.nodes)
     return [main, *_task_groups(scanned, main)]
@@ -328,14 +338,17 @@ def _kept(records: list[_Record], nodes: dict[str, _Record]) -> set[str]:
     if not records:
         return set()
     kept = _chain(records[-1], nodes, records)
+    rest = [r for r in records if r.uuid not in kept]
+    if not rest:
+        return kept
     answers: set[str] = set()
     calls: set[str] = set()
     for record in records:
         if record.uuid in kept:
             answers.add(record.answer_id() or "")
             calls.update(record.call_ids())
-    for record in records:
-        if record.uuid in kept or _conversation_parent(record, nodes) not in kept:
+    for record in rest:
+        if _conversation_parent(record, nodes) not in kept:
             continue
         answer = record.answer_id()
         if answer in answers or _answers(record, calls):
@@ -495,18 +508,18 @@ def _session(path: Path, group: _Group, scanned: _Pass) -> Session:
     return session
 
 
-def _link_subagents(path: Path, main: _Group, sessions: list[Session]) -> None:
+def _link_subagents(path: Path, main: _Group, sessions: list[Session], scanned: _Pass) -> None:
     """The main session's Task results name the subagent session that did the work.
 
     Inline (1.0.x) sidechains are matched by call id; 2.x results carry the agent's id
     in ``toolUseResult.agentId``, whose transcript is ``agent-<id>.jsonl``.
     """
-    if main.name != "main" or not sessions:
+    if main.name != "main" or not sessions or len(sessions) + len(scanned.agent_results) < 2:
         return
     links = {
         str(s.metadata["tool_call_id"]): s.id for s in sessions[1:] if "tool_call_id" in s.metadata
     }
-    for record in main.records:
+    for record in scanned.agent_results:
         result = record.data.get("toolUseResult")
         agent = result.get("agentId") if isinstance(result, dict) else None
         if record.uuid in main.kept and isinstance(agent, str) and agent:
@@ -532,6 +545,8 @@ def _title(group: _Group, scanned: _Pass) -> str | None:
         return None
     if scanned.custom_title:
         return scanned.custom_title
+    if not scanned.summaries:
+        return None
     own = {r.uuid for r in group.records} | {
         u for u, r in scanned.nodes.items() if not r.data.get("isSidechain")
     }

@@ -32,8 +32,8 @@ def strip_ansi(text: str) -> str:
 def clean_session(session: Session) -> None:
     """Remove terminal escapes from every message text and signal detail (in place)."""
     for message in session.messages:
-        text = message.text
-        if "\x1b" in text or "\x9b" in text:
-            message.text = _ANSI.sub("", text)
-        for signal in message.signals:
-            signal.detail = strip_ansi(signal.detail)
+        if "\x1b" in message.text:  # UTF-8 terminals write ESC [, not the C1 byte
+            message.text = _ANSI.sub("", message.text)
+        if message.signals:
+            for signal in message.signals:
+                signal.detail = strip_ansi(signal.detail)
