@@ -139,8 +139,13 @@ def _status_lines(holder: str | None, state: dict[str, Any]) -> list[str]:
     lines = [f"daemon:     {'running, ' + holder if holder else 'not running'}"]
     if not state:
         return lines
-    shown = state.get("state", "?") if holder else f"stopped (last: {state.get('state', '?')})"
-    lines.append(f"state:      {shown} since {state.get('since', '?')}")
+    if holder or state.get("state") == "stopped":
+        lines.append(f"state:      {state.get('state', '?')} since {state.get('since', '?')}")
+    else:
+        lines.append(
+            f"state:      was '{state.get('state')}' at {state.get('updated_at')} and then"
+            " died (killed or crashed); the next start resumes its work"
+        )
     if state.get("reason"):
         lines.append(f"why:        {state['reason']}")
     if state.get("stage"):

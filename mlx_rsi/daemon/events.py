@@ -231,8 +231,10 @@ class _Handler:
         self.root = root
 
     def dispatch(self, event: Any) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+        if event.event_type in ("opened", "closed_no_write", "deleted"):
             return
+        if event.is_directory and event.event_type == "modified":
+            return  # a file inside changed: that file has its own event
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if not raw:
                 continue

@@ -117,10 +117,11 @@ class Daemon:
             self.source.wake()
 
     def _loop(self) -> int:
+        # Observers first, then the catch-up rescan: a file written in between is seen.
+        source = None if self.once else self._open_source()
         self._handle(Batch(frozenset(), rescan=True))  # catch up on what changed while down
-        if self.once:
+        if source is None:
             return 0
-        source = self._open_source()
         schedule = self.cfg.schedule
         for batch in watch(
             source,
@@ -272,6 +273,8 @@ class Daemon:
         log.info("cycle %s: %s", outcome, message)
         cycle = {"started_at": started, "finished_at": now_iso(), "outcome": outcome}
         self.state.update(state="idle", stage=None, last_cycle={**cycle, "message": message})
+        if not self.stop.is_set():
+            self._decide()  # the state file shows the new counts now; the next check acts
 
     def _cycle_fn(self) -> CycleFn:
         if self.cycle is None:
@@ -387,5 +390,8 @@ def configure_logging(root: Path, stderr_level: int) -> Path:
         root_logger.removeHandler(handler)
     root_logger.addHandler(file_handler)
     root_logger.addHandler(stream)
-    root_logger.setLevel(min(logging.INFO, stderr_level))
+    # Stage lines reach the log once, through the cycle's report; other modules: warnings.
+    root_logger.setLevel(logging.WARNING)
+    logging.getLogger("mlx_rsi.daemon").setLevel(logging.INFO)
+    logging.getLogger("mlx_rsi.lock").setLevel(logging.INFO)
     return path
