@@ -474,6 +474,26 @@ def test_every_file_is_explained(tmp_path):
     assert result.files_read == 0  # a file without conversation is never "read" for nothing
 
 
+def test_prompt_logs_beside_the_sessions_are_explained(tmp_path):
+    codex_history = FIDELITY / "codex_home" / "history.jsonl"
+    gemini_log = FIDELITY / "gemini_tmp" / "logs.json"
+    result, sessions = stored(tmp_path, codex_history, gemini_log)
+    assert sessions == {}
+    explained = {Path(o.path).name: (o.status, o.format, o.note) for o in result.outcomes}
+    assert explained == {
+        "history.jsonl": (
+            "read",
+            "codex",
+            "Codex prompt history (the prompts are read from the session rollouts)",
+        ),
+        "logs.json": (
+            "read",
+            "gemini",
+            "Gemini CLI prompt log (the prompts are read from the chat sessions)",
+        ),
+    }
+
+
 def test_ingest_verbose_prints_format_and_contents_per_file(cli, tmp_path):
     assert cli("init", "--no-standard-sources").exit_code == 0
     logs = tmp_path / "logs"

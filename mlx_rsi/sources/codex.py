@@ -56,6 +56,7 @@ _EXIT = re.compile(
     re.MULTILINE | re.IGNORECASE,
 )
 SANDBOX_FAILURES = ("failed in sandbox", "sandbox error", "execution error:")
+HISTORY_NOTE = "Codex prompt history (the prompts are read from the session rollouts)"
 ITEM_TYPES = frozenset({"message", "reasoning"}) | CALL_TYPES | OUTPUT_TYPES
 
 
@@ -75,7 +76,7 @@ class CodexReader:
         for record in records:
             if record.get("type") in LINE_TYPES and isinstance(record.get("payload"), dict):
                 return 0.95
-        if records and _is_legacy_meta(records[0]):
+        if records and (_is_legacy_meta(records[0]) or _is_history(records[0])):
             return 0.9
         return 0.0
 
@@ -89,6 +90,8 @@ class CodexReader:
         options = options or ReadOptions()
         carry = dict(carry or {})
         skipped: Counter[str] = Counter()
+        if start == 0 and _is_history_file(path):
+            return ReadResult([], 0, {}, skipped, replace=True, note=HISTORY_NOTE)
         state = _State(_new_session(path, carry))
         scanner = LineScanner(path, start, options.max_line_bytes, skipped)
         for offset, line in scanner:
@@ -121,6 +124,17 @@ def _finish(session: Session, path: Path, carry: dict[str, Any]) -> Session:
     session.project = session.project or carry.get("cwd")
     session.metadata = {k: carry[k] for k in ("cli_version", "branch", "model") if carry.get(k)}
     return session
+
+
+def _is_history(record: dict[str, Any]) -> bool:
+    """A line of ``$CODEX_HOME/history.jsonl``: ``{session_id, ts, text}``, a prompt log."""
+    return {"session_id", "ts", "text"} <= record.keys() and "type" not in record
+
+
+def _is_history_file(path: Path) -> bool:
+    with path.open("rb") as handle:
+        records = head_objects(handle.read(4096))
+    return bool(records) and _is_history(records[0])
 
 
 def _is_legacy_meta(record: dict[str, Any]) -> bool:

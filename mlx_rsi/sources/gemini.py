@@ -31,11 +31,12 @@ import orjson
 from mlx_rsi.records import Message, Session, ToolCall, session_id
 from mlx_rsi.signals import add_signal
 from mlx_rsi.sources import ReadOptions, ReadResult
-from mlx_rsi.sources.document import load_document, starts_with_object
+from mlx_rsi.sources.document import load_document, starts_with_array, starts_with_object
 from mlx_rsi.sources.jsonl import head_objects
 
 FORMAT = "gemini"
 SLASH_COMMAND = re.compile(r"^/[a-z][\w-]*(\s|$)")
+PROMPT_LOG_NOTE = "Gemini CLI prompt log (the prompts are read from the chat sessions)"
 QUIET_TYPES = frozenset({"info", "warning"})
 
 
@@ -49,6 +50,8 @@ class GeminiReader:
         window = head[:4096]
         if starts_with_object(head) and b'"sessionId"' in window and b'"projectHash"' in window:
             return 0.9  # a pretty-printed .json session
+        if _is_prompt_log(head):
+            return 0.9
         return 0.0
 
     def read(
@@ -60,6 +63,9 @@ class GeminiReader:
     ) -> ReadResult:
         options = options or ReadOptions()
         skipped: Counter[str] = Counter()
+        with path.open("rb") as handle:
+            if _is_prompt_log(handle.read(4096)):
+                return ReadResult([], 0, {}, skipped, replace=True, note=PROMPT_LOG_NOTE)
         loaded = _load(path, options, skipped)
         if loaded is None:
             return ReadResult([], 0, {}, skipped, replace=True)
@@ -71,6 +77,17 @@ class GeminiReader:
             else:
                 skipped["not_an_object"] += 1
         return ReadResult([session] if session.messages else [], size, {}, skipped, replace=True)
+
+
+def _is_prompt_log(head: bytes) -> bool:
+    """``~/.gemini/tmp/<hash>/logs.json``: an array of ``{sessionId, messageId, type, message}``."""
+    window = head[:4096]
+    return (
+        starts_with_array(head)
+        and b'"sessionId"' in window
+        and b'"messageId"' in window
+        and b'"projectHash"' not in window
+    )
 
 
 def _load(
