@@ -1,4 +1,4 @@
-"""One improvement cycle: ingest → curate → dataset → train → evaluate → fuse → promote.
+"""One improvement cycle: ingest → curate → dataset → train → evaluate → fuse → promote → export.
 
 ``mlx-rsi train`` runs it by hand and ``mlx-rsi watch`` when triggers fire. The
 cycle is the ordered list :data:`STAGES`; this module is the only place that knows
@@ -355,6 +355,18 @@ def _promote(ctx: CycleContext) -> StageOutcome:
     )
 
 
+def _export(ctx: CycleContext) -> StageOutcome:
+    """The promoted version in ``export.formats``, each checked (:mod:`mlx_rsi.export`)."""
+    from mlx_rsi.export import export_version
+
+    result = export_version(ctx.ws, ctx.cfg, ctx.version, None, report=ctx.report, force=True)
+    return StageOutcome(result.summary(), {"artifacts": result.artifacts})
+
+
+def _exporting(ctx: CycleContext) -> bool:
+    return ctx.promoting() and bool(ctx.cfg.export.formats)
+
+
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", _ingest, recorded=False, own_event=True),
     Stage("curate", _curate, when=_curating, recorded=False),
@@ -363,6 +375,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("evaluate", _evaluate, outputs=_evaluate_outputs),
     Stage("fuse", _fuse, when=CycleContext.promoting, outputs=_fuse_outputs),
     Stage("promote", _promote, when=CycleContext.promoting),
+    Stage("export", _export, when=_exporting),
 )
 
 

@@ -12,10 +12,11 @@ vocabulary, so tokenizers trained yesterday (or in a test) are handled too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from mlx_rsi.errors import MlxRsiError
 
@@ -70,10 +71,8 @@ class GgufVocab:
 
 def build_vocab(model_dir: Path, n_rows: int) -> GgufVocab:
     """The GGUF vocab of the tokenizer in ``model_dir``, padded to ``n_rows`` tokens."""
-    from transformers import AutoTokenizer
-
-    raw = _tokenizer_json(model_dir)
-    hf = AutoTokenizer.from_pretrained(str(model_dir))
+    text = _tokenizer_json(model_dir)
+    raw: dict[str, Any] = orjson.loads(text)
     model = raw.get("model", {})
     if model.get("type") != "BPE":
         raise VocabError(
@@ -83,14 +82,15 @@ def build_vocab(model_dir: Path, n_rows: int) -> GgufVocab:
     if model.get("byte_fallback"):
         vocab = _sentencepiece_style(raw, n_rows)
     else:
-        vocab = _byte_level(raw, hf, model_dir, n_rows)
-    vocab.special_ids = _special_ids(hf, len(vocab.tokens))
-    vocab.add_bos, vocab.add_eos = _added_specials(hf)
-    vocab.chat_template = hf.chat_template if isinstance(hf.chat_template, str) else None
+        vocab = _byte_level(raw, text, model_dir, n_rows)
+    settings = _tokenizer_config(model_dir)
+    vocab.special_ids = _special_ids(settings, vocab.tokens)
+    vocab.add_bos, vocab.add_eos = _added_specials(raw.get("post_processor"), settings)
+    vocab.chat_template = chat_template(model_dir, settings)
     return vocab
 
 
-def _tokenizer_json(model_dir: Path) -> dict[str, Any]:
+def _tokenizer_json(model_dir: Path) -> str:
     path = Path(model_dir) / "tokenizer.json"
     if not path.is_file():
         raise VocabError(
@@ -99,10 +99,32 @@ def _tokenizer_json(model_dir: Path) -> dict[str, Any]:
             "transformers (tokenizer.save_pretrained) into the model folder",
         )
     try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except (OSError, ValueError) as e:
         raise VocabError(f"cannot read {path}: {e}") from e
-    return data
+
+
+def _tokenizer_config(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / "tokenizer_config.json"
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def chat_template(model_dir: Path, settings: dict[str, Any] | None = None) -> str | None:
+    """The chat template saved with the tokenizer (``chat_template.jinja`` or the config)."""
+    jinja = Path(model_dir) / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    value = (settings if settings is not None else _tokenizer_config(model_dir)).get(
+        "chat_template"
+    )
+    if isinstance(value, list):  # named templates: the default one
+        named = {t.get("name"): t.get("template") for t in value if isinstance(t, dict)}
+        value = named.get("default")
+    return value if isinstance(value, str) else None
 
 
 def _ordered_tokens(raw: dict[str, Any], n_rows: int) -> tuple[list[str | None], dict[int, Any]]:
@@ -117,8 +139,10 @@ def _ordered_tokens(raw: dict[str, Any], n_rows: int) -> tuple[list[str | None],
     return by_id, added
 
 
-def _byte_level(raw: dict[str, Any], hf: Any, model_dir: Path, n_rows: int) -> GgufVocab:
-    pre = pre_tokenizer_name(hf, raw, model_dir)
+def _byte_level(raw: dict[str, Any], text: str, model_dir: Path, n_rows: int) -> GgufVocab:
+    from tokenizers import Tokenizer
+
+    pre = pre_tokenizer_name(Tokenizer.from_str(text), raw, model_dir)
     by_id, added = _ordered_tokens(raw, n_rows)
     tokens: list[str] = []
     types: list[int] = []
@@ -150,10 +174,11 @@ def _space_safe(part: str) -> str:
 def _sentencepiece_style(raw: dict[str, Any], n_rows: int) -> GgufVocab:
     """A BPE with byte fallback converted from SentencePiece (Gemma, Llama 2, Mistral)."""
     by_id, added = _ordered_tokens(raw, n_rows)
-    rank: dict[str, int] = {}
-    for index, pair in enumerate(raw["model"].get("merges") or []):
-        left, right = pair if isinstance(pair, list) else str(pair).split(" ", 1)
-        rank.setdefault(left + right, index)
+    merges = raw["model"].get("merges") or []
+    pairs = (
+        merges if not merges or isinstance(merges[0], list) else [m.split(" ", 1) for m in merges]
+    )
+    rank = {a + b: i for i, (a, b) in reversed(list(enumerate(pairs)))}  # first merge wins
     tokens: list[str] = []
     types: list[int] = []
     scores: list[float] = []
@@ -190,7 +215,7 @@ def _prepends_space(normalizer: Any) -> bool:
     return any(_prepends_space(n) for n in normalizer.get("normalizers") or [])
 
 
-def pre_tokenizer_name(hf: Any, raw: dict[str, Any], where: Path) -> str:
+def pre_tokenizer_name(fast: Any, raw: dict[str, Any], where: Path) -> str:
     """The llama.cpp pre-tokenizer whose regex splits text exactly like this tokenizer."""
     import regex
 
@@ -199,10 +224,9 @@ def pre_tokenizer_name(hf: Any, raw: dict[str, Any], where: Path) -> str:
             f"{where}/tokenizer.json: a byte-level BPE with a normalizer "
             f"({raw['normalizer'].get('type')}) has no llama.cpp equivalent"
         )
-    backend = hf.backend_tokenizer
-    if backend.pre_tokenizer is None:
+    if fast.pre_tokenizer is None:
         raise VocabError(f"{where}/tokenizer.json: byte-level BPE without a pre-tokenizer")
-    pieces = [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(CHECK_TEXT)]
+    pieces = [piece for piece, _ in fast.pre_tokenizer.pre_tokenize_str(CHECK_TEXT)]
     table = _byte_table()
     for name, pattern in PRE_TOKENIZERS.items():
         expected = [
@@ -234,25 +258,39 @@ def _byte_table() -> dict[int, str]:
     return table
 
 
-def _special_ids(hf: Any, n_tokens: int) -> dict[str, int]:
+def _special_ids(settings: dict[str, Any], tokens: list[str]) -> dict[str, int]:
+    index = {text: token_id for token_id, text in enumerate(tokens)}
     ids: dict[str, int] = {}
-    for kind, attribute in (
-        ("bos", "bos_token_id"),
-        ("eos", "eos_token_id"),
-        ("unk", "unk_token_id"),
-        ("pad", "pad_token_id"),
-    ):
-        value = getattr(hf, attribute, None)
-        if isinstance(value, int) and 0 <= value < n_tokens:
-            ids[kind] = value
+    for kind in ("bos", "eos", "unk", "pad"):
+        value = settings.get(f"{kind}_token")
+        text = value.get("content") if isinstance(value, dict) else value
+        if isinstance(text, str) and text in index:
+            ids[kind] = index[text]
     return ids
 
 
-def _added_specials(hf: Any) -> tuple[bool, bool]:
-    """Whether encoding adds BOS / EOS, observed rather than read from flags."""
-    ids = hf("a")["input_ids"]
-    plain = hf("a", add_special_tokens=False)["input_ids"]
-    bos, eos = hf.bos_token_id, hf.eos_token_id
-    add_bos = len(ids) > len(plain) and bos is not None and ids[0] == bos
-    add_eos = len(ids) > len(plain) and eos is not None and ids[-1] == eos
+def _added_specials(processor: Any, settings: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether encoding adds BOS / EOS: what the post-processor's template puts around text."""
+    names = {}
+    for kind in ("bos", "eos"):
+        value = settings.get(f"{kind}_token")
+        names[kind] = value.get("content") if isinstance(value, dict) else value
+    single = _single_template(processor)
+    specials = [p["SpecialToken"]["id"] for p in single if "SpecialToken" in p]
+    first = bool(single) and "SpecialToken" in single[0]
+    last = bool(single) and "SpecialToken" in single[-1]
+    add_bos = first and specials[0] == names["bos"]
+    add_eos = last and specials[-1] == names["eos"]
     return add_bos, add_eos
+
+
+def _single_template(processor: Any) -> list[dict[str, Any]]:
+    if not isinstance(processor, dict):
+        return []
+    if processor.get("type") == "TemplateProcessing":
+        return list(processor.get("single") or [])
+    for inner in processor.get("processors") or []:
+        found = _single_template(inner)
+        if found:
+            return found
+    return []
