@@ -121,6 +121,7 @@ _SECRET_NAME_PARTS = frozenset(
         "SECRETS",
         "PASSWORD",
         "PASSWD",
+        "PASSPHRASE",
         "PASS",
         "PWD",
         "TOKEN",
@@ -137,7 +138,13 @@ _SECRET_NAME_PARTS = frozenset(
         "DSN",
     }
 )
-_NOT_SECRET_VALUES = frozenset({"true", "false", "none", "null", "yes", "no", "on", "off", ""})
+_NOT_SECRET_VALUES = frozenset(
+    {"true", "false", "none", "null", "yes", "no", "on", "off", "", "undefined", "nil"}
+    | {"value", "changeme", "secret", "password", "token", "example", "placeholder"}
+    | {"redacted", "dummy", "xxx", "todo", "tbd", "required", "optional", "hidden"}
+)
+# A value shown instead of one: "sk-...", "xxxx", "****", "your_api_key_here".
+_ELIDED = re.compile(r".*(?:\.\.\.|…)|[xX*•.]{4,}|(?i:(?:your|my)[-_ ].*)|.*(?i:_here)")
 
 
 # A name ending in one of these names something about a secret, not the secret:
@@ -151,6 +158,19 @@ _NOT_SECRET_LAST_PARTS = frozenset(
         *("LIMIT", "MAX", "MIN", "NUM", "NUMBER", "ENABLED", "DISABLED", "REQUIRED"),
         *("LOCATION", "HOST", "PORT", "REGION", "ENDPOINT", "PROVIDER", "ALGORITHM", "TIMEOUT"),
         *("STORE", "MANAGER", "SERVICE", "HELPER", "STATUS", "STATE", "CACHE", "SCOPE"),
+        *("REF", "REFS", "REFERENCE", "ARN", "VAULT", "BUCKET", "TABLE", "QUEUE", "TOPIC"),
+        *("ROLE", "POLICY", "SOCK", "SOCKET", "ISSUER", "AUDIENCE", "ALGO", "FINGERPRINT"),
+    }
+)
+# A key of data, not a key that opens something: ``cache_key``, ``sort_key``,
+# ``public_key`` (only when "key" is the name's one secret-looking part).
+_DATA_KEY_PARTS = frozenset(
+    {
+        *("CACHE", "HASH", "CHECKSUM", "DIGEST", "IDEMPOTENCY", "PARTITION", "SORT", "PRIMARY"),
+        *("FOREIGN", "ROUTING", "SHARD", "LOOKUP", "MAP", "DICT", "DEDUP", "GROUP", "UNIQUE"),
+        *("COMPOSITE", "OBJECT", "PUBLIC", "HOT", "SHORTCUT", "KEYBOARD", "REACT", "LIST", "ROW"),
+        *("COLUMN", "REDIS", "STATE", "QUERY", "SEARCH", "LOCK", "FOLDER", "GPG", "PGP"),
+        *("PUBLISHABLE", "PUB", "SITE", "RECAPTCHA", "TURNSTILE"),
     }
 )
 # Secret parts that name an identifier when the value is a UUID (a session id).
@@ -163,7 +183,10 @@ def is_secret_name(name: str) -> bool:
     parts = _name_parts(name)
     if not parts or parts[-1] in _NOT_SECRET_LAST_PARTS:
         return False
-    return any(part in _SECRET_NAME_PARTS for part in parts) or "PASSWORD" in name.upper()
+    secret = {part for part in parts if part in _SECRET_NAME_PARTS}
+    if secret == {"KEY"} and any(part in _DATA_KEY_PARTS for part in parts):
+        return False
+    return bool(secret) or "PASSWORD" in name.upper()
 
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -186,6 +209,8 @@ def _plausible_secret_value(value: str) -> bool:
     if stripped.lower() in _NOT_SECRET_VALUES or len(stripped) < 4:
         return False
     if stripped.isdigit() and len(stripped) < 12:
+        return False
+    if _ELIDED.fullmatch(stripped):
         return False
     return not stripped.startswith(("$", "<", "%", "{{", "os.environ", "process.env"))
 
@@ -234,7 +259,8 @@ def _name_like(value: str) -> bool:
 
 
 _STRONG_NAME_PARTS = frozenset(
-    {"SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASS", "PWD", "CREDENTIAL", "CREDENTIALS"}
+    {"SECRET", "SECRETS", "PASSWORD", "PASSWD", "PASSPHRASE", "PASS", "PWD", "CREDENTIAL"}
+    | {"CREDENTIALS"}
 )
 _ENV_LINE = re.compile(r"[ \t]*(?:export[ \t]+|set[ \t]+)?[A-Z][A-Z0-9_]*=")
 
@@ -303,7 +329,7 @@ KEYED = re.compile(
 
 
 # A command-line argument: quoted (group 1 or 2) or bare (group 3).
-_ARG = r"(?:'([^'\n]+)'|\"([^\"\n]+)\"|(?!-)([^\s'\"<>;|&]+))"
+_ARG = r"(?:'([^'\n]+)'|\"([^\"\n]+)\"|(?!-)([^\s'\"<>;|&\])}]+))"
 _METAVAR = re.compile(r"[A-Z][A-Z0-9_\-]*|\*+|x+|\.\.\.")
 
 
@@ -311,6 +337,33 @@ def _cli(value: str) -> bool:
     """A password given on a command line, not a placeholder (``TOKEN``, ``***``)."""
     return not _METAVAR.fullmatch(value) and not value.startswith(("$", "%", "{"))
 
+
+# Tokens known by their prefix: (kind, prefix, the body's regex).
+_PREFIXED = (
+    ("databricks_token", "dapi", "[0-9a-f]{32}(?:-[0-9])?"),
+    ("digitalocean_token", "dop_v1_", "[0-9a-f]{64}"),
+    ("digitalocean_token", "doo_v1_", "[0-9a-f]{64}"),
+    ("linear_api_key", "lin_api_", "[A-Za-z0-9]{40}"),
+    ("grafana_token", "glsa_", "[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"),
+    ("grafana_token", "glc_", "[A-Za-z0-9+/]{32,}={0,2}"),
+    ("slack_token", "xapp-", "[0-9]+-[A-Za-z0-9]+-[0-9]+-[A-Za-z0-9]+"),
+    ("age_secret_key", "AGE-SECRET-KEY-1", "[0-9A-Z]{58}"),
+    ("google_oauth_token", "ya29.", "[A-Za-z0-9_\\-]{30,}"),
+    ("groq_key", "gsk_", "[A-Za-z0-9]{48,}"),
+    ("replicate_token", "r8_", "[A-Za-z0-9]{37}"),
+    ("perplexity_key", "pplx-", "[A-Za-z0-9]{40,}"),
+    ("xai_key", "xai-", "[A-Za-z0-9]{70,}"),
+    ("nvidia_key", "nvapi-", "[A-Za-z0-9_\\-]{60,}"),
+    ("openrouter_key", "sk-or-v1-", "[0-9a-f]{64}"),
+    ("sentry_token", "sntrys_", "[A-Za-z0-9+/=_]{40,}"),
+    ("postman_key", "PMAK-", "[0-9a-f]{24}-[0-9a-f]{34}"),
+    ("doppler_token", "dp.st.", "[A-Za-z0-9_\\-.]{40,}"),
+    ("atlassian_token", "ATATT3", "[A-Za-z0-9_\\-=]{100,}"),
+    ("figma_token", "figd_", "[A-Za-z0-9_\\-]{40,}"),
+    ("new_relic_key", "NRAK-", "[A-Z0-9]{27}"),
+    ("planetscale_token", "pscale_tkn_", "[A-Za-z0-9_\\-.]{32,}"),
+    ("fly_token", "FlyV1 ", "fm[12]_[A-Za-z0-9+/=_,\\-]{40,}"),
+)
 
 RULES: tuple[Rule, ...] = (
     _rule(
@@ -379,6 +432,25 @@ RULES: tuple[Rule, ...] = (
         "shopify_token",
         ["shpat_", "shpss_", "shpca_", "shppa_"],
         r"(?<![A-Za-z0-9])shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}",
+    ),
+    *(
+        _rule(kind, [prefix], rf"(?<![A-Za-z0-9_\-]){re.escape(prefix)}{body}(?![A-Za-z0-9_\-])")
+        for kind, prefix, body in _PREFIXED
+    ),
+    _rule("mailchimp_key", ["-us"], r"(?<![A-Za-z0-9])[0-9a-f]{32}-us[0-9]{1,2}(?![A-Za-z0-9])"),
+    _rule(
+        "pgpass_password",
+        [":5432:", ":*:"],
+        r"(?m)^[^\s:#]+:(?:[0-9]+|\*):[^\s:]+:[^\s:]+:([^\s]+)$",
+        group=1,
+        accept=_cli,
+    ),
+    _rule(
+        "netrc_password",
+        ["machine"],
+        r"\bmachine[ \t]+\S+(?:\s+(?:login|account|port)[ \t]+\S+)*\s+password[ \t]+([^\s]+)",
+        group=1,
+        accept=_cli,
     ),
     # Twilio: the auth token passed beside an account SID (Client("AC…", "…")), then SIDs.
     _rule(
@@ -812,6 +884,8 @@ class Redactor:
             if local is None or local.end() != match.start():
                 continue
             address = text[local.start() : match.end()]
+            if text.endswith("://", 0, local.start()):
+                continue  # https://user@host: a login in a URL, not a mailbox
             if any(fnmatch.fnmatchcase(address.lower(), p) for p in self.email_allowlist):
                 continue
             pieces.append(text[last : local.start()])
@@ -890,8 +964,10 @@ def _segments(low: str, start: int, end: int) -> list[tuple[int, int]]:
     return pieces
 
 
+# ``NAME=value`` as a shell line or .env file has it: an upper-case name opening the
+# line (or after ``export``/``set``), no spaces around "=".
 _ENV_ASSIGN = re.compile(
-    r"[ \t]*(?:export[ \t]+|set[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=(?![\"'`])([^\s<>]+)(?=\s|$)"
+    r"(?:[ \t]*(?:export|set)[ \t]+)?([A-Z][A-Z0-9_]*)=(?![\"'`])([^\s<>]+)(?=\s|$)"
 )
 
 
@@ -907,7 +983,7 @@ def _env_value(line: str) -> tuple[int, int] | None:
     value = match.group(2)
     if not secret_under(match.group(1), value) or not _plausible_secret_value(value):
         return None
-    if _is_code(value) or _PLACEHOLDER.search(value):
+    if _is_code(value) or _PLACEHOLDER.search(value) or value.endswith(","):
         return None
     return match.span(2)
 
@@ -967,9 +1043,24 @@ def _keep_finding(value: str, line: str, kind: str) -> bool:
         return False
     if is_secret_name(value):
         return False
-    if kind == "high_entropy" and not _random_string(value):
+    if kind == "high_entropy" and not (_random_string(value) and _secret_slot(value, line)):
         return False
     return not any(check(value, line) for check in _heuristics())
+
+
+_KEY_BEFORE = re.compile(
+    r"[\"'`]?([A-Za-z_][\w.\-]*)[\"'`]?[ \t]*(?::=|=>|[:=])[ \t]*[\[(]?[ \t]*[\"'`]?$"
+)
+
+
+def _secret_slot(value: str, line: str) -> bool:
+    """A quoted string found on a keyword line is a secret unless it is the value of
+    a key that is not secret-looking (``"id": "msg_01…"``, ``"model": "…"``)."""
+    start = line.find(value)
+    if start == -1:
+        return True
+    key = _KEY_BEFORE.search(line, max(0, start - 80), start)
+    return key is None or secret_under(key.group(1), value)
 
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -1082,14 +1173,14 @@ _WINDOW_BEFORE, _WINDOW_AFTER = 8, 48  # around a needle: longer than any number
 # position): a card (13-19 digits, plain or in groups of 4, or Amex 4-6-5), or a
 # phone number (North American with separators or +1; international with +).
 _NUMBER = re.compile(
-    r"(?P<card>[0-9](?<![\w.+\-/][0-9])(?:[0-9]{12,18}"
+    r"(?:(?P<card>[0-9](?<![\w.+\-/][0-9])(?:[0-9]{12,18}"
     r"|[0-9]{3}([ \-])[0-9]{4}\2[0-9]{4}\2[0-9]{1,7}|[0-9]{3}([ \-])[0-9]{6}\3[0-9]{4,5}))"
     r"|(?P<phone>[+(2-9](?<![\w+.\-/][+(2-9])(?:"
     r"(?<=\+)1[ .\-]?(?:\([2-9][0-9]{2}\)|[2-9][0-9]{2})[ .\-]?[2-9][0-9]{2}[ .\-]?[0-9]{4}"
     r"|(?<=\()[2-9][0-9]{2}\) ?[2-9][0-9]{2}[.\-][0-9]{4}"
     r"|(?<=[2-9])[0-9]{2}([.\-])[2-9][0-9]{2}\5[0-9]{4}"
     r"|(?<=\+)[2-9][0-9]{0,2}[ \-]\(?[0-9]{1,5}\)?[0-9]{0,4}(?:[ \-][0-9]{2,5}){1,4}"
-    r"|(?<=\+)[2-9][0-9]{7,13}))"
+    r"|(?<=\+)[2-9][0-9]{7,13})))"
     r"(?![\w.\-]|[ \-][0-9])"
 )
 
