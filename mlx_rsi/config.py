@@ -198,10 +198,17 @@ class TrainConfig:
     template: str = "auto"  # auto = the tokenizer's chat template, else fallback_template
     fallback_template: str = "alpaca"
     cutoff_len: int = field(default=2048, metadata=_range(16))
-    learning_rate: float = field(default=1e-5, metadata=_range(0.0, 1.0))
+    # Measured on the embedded 270M model (docs/eval.md): 1e-5 x 1 epoch learned nothing.
+    learning_rate: float = field(default=2e-4, metadata=_range(0.0, 1.0))
     lr_scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
-    num_train_epochs: float = field(default=1.0, metadata=_range(0.0))
+    num_train_epochs: float = field(default=3.0, metadata=_range(0.0))
     max_steps: int | None = field(default=None, metadata=_range(1))
+    # At least this many optimizer steps, but at most max_epochs passes (mlx_rsi/autotune.py).
+    min_steps: int = field(default=40, metadata=_range(0))
+    max_epochs: float = field(default=10.0, metadata=_range(1.0))
+    # Try learning rates x1, x0.5, x2 within the budget; keep the best validation loss.
+    auto: bool = True
+    auto_budget_minutes: float = field(default=30.0, metadata=_range(0.0))
     per_device_train_batch_size: int = field(default=2, metadata=_range(1))
     gradient_accumulation_steps: int = field(default=4, metadata=_range(1))
     warmup_ratio: float = field(default=0.1, metadata=_range(0.0, 1.0))

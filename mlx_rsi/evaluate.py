@@ -54,6 +54,7 @@ def evaluate_and_gate(
     *,
     suites: Sequence[Path] = (),
     report_name: str | None = None,
+    keep_suites: bool = True,
 ) -> EvalReport:
     """Run every suite on both models, decide, write the report files; see the module doc."""
     earlier = _earlier_promoted(ws, target.version)
@@ -78,7 +79,8 @@ def evaluate_and_gate(
     name = report_name or target.version
     report.plots = _plots(ws, report, target, name)
     write_report(report, ws.reports_dir / f"{name}.json", ws.reports_dir / f"{name}.md")
-    store_suites(ws, target.version, suite_set)
+    if keep_suites:
+        store_suites(ws, target.version, suite_set)
     log.info("%s", report.summary())
     return report
 
@@ -131,6 +133,11 @@ def _report(
 
 
 def _plots(ws: Workspace, report: EvalReport, target: EvalTarget, name: str) -> dict[str, str]:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        log.warning("matplotlib is not installed: the report has no plots (pip install matplotlib)")
+        return {}
     out: dict[str, Path | None] = {}
     folder = ws.reports_dir
     if target.run_dir is not None:
@@ -186,3 +193,40 @@ def earlier_promoted(conn: sqlite3.Connection, version: str) -> list[str]:
     return [
         v.name for v in registry.list_versions(conn) if v.status in PROMOTED and v.name != version
     ]
+
+
+def run_eval(
+    ws: Workspace,
+    cfg: Config,
+    version: str | None,
+    against: str | None,
+    suites: Sequence[Path] = (),
+) -> EvalReport:
+    """``mlx-rsi eval``: VERSION (default current) against ``against`` (see the command)."""
+    from backends.base import get_backend
+    from mlx_rsi.errors import UsageError
+    from mlx_rsi.eval.models import resolve_model, version_dataset_dir, version_run_dir
+
+    conn = ws.store()
+    try:
+        name = version or registry.current_version(conn)
+        if name is None:
+            raise UsageError(
+                "no version to evaluate: nothing is promoted yet",
+                hint="name one (mlx-rsi versions) or run `mlx-rsi train`",
+            )
+        if against is None:
+            against = "base" if name == registry.current_version(conn) else "current"
+        candidate = resolve_model(ws, conn, cfg, name)
+        baseline = resolve_model(ws, conn, cfg, against)
+        target = EvalTarget(
+            version=name,
+            candidate=candidate,
+            baseline=baseline,
+            dataset_dir=version_dataset_dir(conn, name),
+            run_dir=version_run_dir(ws, conn, name),
+        )
+    finally:
+        conn.close()
+    backend = get_backend(cfg.train.backend)
+    return evaluate_and_gate(ws, cfg, backend, target, suites=suites, keep_suites=False)

@@ -32,7 +32,7 @@ from backends.base import (
     get_backend,
     spec_to_dict,
 )
-from mlx_rsi import atomic, store
+from mlx_rsi import atomic, autotune, store
 from mlx_rsi.config import Config, TrainConfig, to_plain
 from mlx_rsi.crashpoint import crash_point
 from mlx_rsi.errors import InterruptedRun, WorkspaceError
@@ -151,6 +151,7 @@ def train_stage(
     backend = get_backend(cfg.train.backend)
     out_dir = ws.runs_dir / run_id
     spec = spec_from_config(cfg.train, model_dir, resume=resume)
+    spec = autotune.with_min_steps(spec, cfg.train, autotune.count_examples(dataset_dir))
     if not resume:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_text(out_dir / "train.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
@@ -161,7 +162,8 @@ def train_stage(
         conn, run_id, backend=backend.name, dataset=dataset_name, spec=spec_json, out_dir=out_dir
     )
     try:
-        result = backend.train(spec, dataset_dir, out_dir, _recording(conn, run_id, on_event))
+        recording = _recording(conn, run_id, on_event)
+        result = autotune.train(backend, spec, cfg.train, dataset_dir, out_dir, recording)
         crash_point("train", "trained")
     except InterruptedRun:
         store.set_run_status(conn, run_id, "interrupted")

@@ -64,6 +64,14 @@ def show(app: AppContext, name: str) -> None:
     ui.line(f"scores: {_pairs(manifest['score_buckets'])}")
     ui.line(f"redactions: {_pairs(manifest['redactions']) or 'none'}")
     ui.line(f"config hash: {manifest['config_hash']}")
+    suite = manifest.get("heldout_suite") or {}
+    if suite.get("cases"):
+        ui.line(
+            f"held-out suite: {suite['cases']} cases ({suite.get('must_not', 0)} with must-not) "
+            f"in {_pairs(suite.get('categories', {}))} → {found.path / suite['file']}"
+        )
+    else:
+        ui.line("held-out suite: none (no test sessions with a usable answer)")
 
 
 @dataset.command()
