@@ -9,6 +9,7 @@ architecture or pre-tokenizer) is one line and leaves nothing that looks complet
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import shutil
 import sqlite3
@@ -21,7 +22,9 @@ from mlx_rsi.config import load_config
 from mlx_rsi.errors import MlxRsiError
 from mlx_rsi.workspace import Workspace
 
-llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed")
+needs_llama_cpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python not installed"
+)
 
 
 def make_version_workspace(cli, base: Path, fused: Path | None = None, **config: str) -> Workspace:
@@ -52,6 +55,7 @@ def config_of(ws: Workspace):
     return load_config(ws.config_path)
 
 
+@needs_llama_cpp
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
 def test_every_gguf_variant_loads_and_matches_transformers(
     cli, arch, tiny_llama_dir, tiny_qwen2_dir, tiny_gemma_dir
@@ -104,7 +108,10 @@ def test_gguf_metadata_names_arch_vocab_template(tiny_qwen2_dir, tmp_path):
     assert types.types[-1] == gguf.GGUFValueType.INT32  # llama.cpp refuses unsigned types
 
 
+@needs_llama_cpp
 def test_llama_gguf_loads_in_llama_cpp_and_generates(tiny_llama_dir, tmp_path):
+    import llama_cpp
+
     from mlx_rsi.export.gguf import write_gguf
 
     path = write_gguf(tiny_llama_dir, tmp_path / "m.gguf", "q8_0")
@@ -156,6 +163,7 @@ def test_hf_export_in_base_dtype_loads_in_transformers(cli, tiny_llama_dir, tmp_
     assert "candidate_loss" in card and "1.5" in card  # eval vs parent
 
 
+@needs_llama_cpp
 def test_fuses_a_version_adapter_when_no_fused_model(cli, tiny_llama_dir, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -187,6 +195,7 @@ def test_fuses_a_version_adapter_when_no_fused_model(cli, tiny_llama_dir, tmp_pa
     assert result.parity[0].ok
 
 
+@needs_llama_cpp
 def test_cli_export_and_refusals(cli, tiny_llama_dir, tmp_path):
     ws = make_version_workspace(cli, tiny_llama_dir)
     out = tmp_path / "out"
@@ -298,6 +307,7 @@ def test_qwen2_style_regex_is_named_qwen2(tmp_path, tiny_qwen2_dir):
     assert pre_tokenizer_name(tokenizer, data, model) == "qwen2"
 
 
+@needs_llama_cpp
 def test_version_record_and_events(cli, tiny_qwen2_dir):
     ws = make_version_workspace(cli, tiny_qwen2_dir)
     code, _, stderr = cli.main("export", "v1.1", "--format", "gguf-f16,hf")
@@ -310,6 +320,7 @@ def test_version_record_and_events(cli, tiny_qwen2_dir):
     assert evaluation["candidate_loss"] == 1.5  # the evaluation is kept
 
 
+@needs_llama_cpp
 @pytest.mark.slow
 def test_embedded_gemma_q8_0_matches_transformers(tmp_path):
     from mlx_rsi.basemodel import ensure_base_model

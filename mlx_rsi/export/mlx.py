@@ -7,10 +7,13 @@ with mlx-lm and generating a few tokens before the folder is renamed into place.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
 from mlx_rsi.errors import ModelError
+from mlx_rsi.export.fuse import saved_dtype
 
 log = logging.getLogger(__name__)
 GROUP_SIZE = 64
@@ -24,16 +27,21 @@ def write_mlx(fused_dir: Path, out_dir: Path, bits: int | None) -> Path:
         raise ModelError(
             "MLX export needs mlx-lm", hint="pip install 'mlx-rsi[mlx]' (or export hf / gguf)"
         ) from e
+    chatter = io.StringIO()  # mlx-lm prints its progress; keep it for the debug log
     try:
-        convert(
-            str(fused_dir),
-            mlx_path=str(out_dir),
-            quantize=bits is not None,
-            q_bits=bits or 4,
-            q_group_size=GROUP_SIZE,
-        )
+        with contextlib.redirect_stdout(chatter):
+            convert(
+                str(fused_dir),
+                mlx_path=str(out_dir),
+                quantize=bits is not None,
+                q_bits=bits or 4,
+                q_group_size=GROUP_SIZE,
+                dtype=saved_dtype(fused_dir),
+            )
     except ValueError as e:
         raise ModelError(f"mlx-lm cannot convert {fused_dir}: {e}") from e
+    finally:
+        log.debug("mlx_lm.convert: %s", chatter.getvalue().strip())
     return out_dir
 
 

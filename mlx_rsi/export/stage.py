@@ -320,7 +320,8 @@ def _export_gguf(job: _Job, fmt: str, target: Path) -> ParityResult:
     from mlx_rsi.export.parity import check_gguf, reference
 
     qtype = gguf_type(fmt)
-    staging = target.with_name(f".{target.name}.unchecked")
+    staging = target.with_name(f".{target.name}.unchecked.tmp")
+    _remove_leftovers(target)
 
     def tick(done: int, total: int) -> None:
         if job.progress is not None:
@@ -341,6 +342,14 @@ def _export_gguf(job: _Job, fmt: str, target: Path) -> ParityResult:
         staging.unlink(missing_ok=True)
     job.report(f"export: {fmt} → {target.name}: {parity.summary().split(': ', 1)[1]}")
     return parity
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Temporaries of an earlier export of ``target`` that was killed (kill -9)."""
+    if target.parent.is_dir():
+        for path in target.parent.glob(f"*.{target.name}.*"):
+            if path.name.startswith("."):
+                path.unlink(missing_ok=True)
 
 
 def _gguf_folder_files(job: _Job, result: ExportResult, targets: dict[str, Path]) -> None:
