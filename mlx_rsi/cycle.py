@@ -455,15 +455,15 @@ def _failure(error: BaseException) -> tuple[str, str]:
 
 
 def _result(ctx: CycleContext, resumed: bool) -> CycleResult:
-    results = ctx.results
+    results, version = ctx.results, ctx.cycle.version or ""
     promoted = "promote" in results
     if "evaluate" in results and not promoted:
         baseline = results["evaluate"].get("baseline", "base")
-        ctx.report(f"promote: {ctx.version} rejected; {baseline} stays current")
+        ctx.report(f"promote: {version} rejected; {baseline} stays current")
     return CycleResult(
         cycle_id=ctx.cycle.id,
-        version=ctx.version,
-        dataset=_dataset_name(ctx),
+        version=version,
+        dataset=ctx.cycle.dataset or "",
         run=ctx.run,
         evaluation=ctx.evaluation,
         promoted=promoted,
