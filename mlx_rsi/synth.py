@@ -33,6 +33,7 @@ from typing import Any
 
 from mlx_rsi.config import Config, IdentityConfig, SynthConfig
 from mlx_rsi.records import Example, normalize_text
+from mlx_rsi.redact import redact_text
 from mlx_rsi.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ _TASK_VERBS_TEXT = """
     wrap write
     """
 TASK_VERBS = frozenset(_TASK_VERBS_TEXT.split())
+_LABEL = re.compile(r"^(?:task|bug|issue|ticket|todo|step)\s*#?[\w.-]*\d[\w.-]*:\s*", re.I)
 _FOR_ME = re.compile(r"\s+(?:for me|please)$", re.IGNORECASE)
 _PERSONAL = re.compile(r"\b(?:me|you|your|yours|yourself)\b", re.IGNORECASE)
 
@@ -112,6 +114,7 @@ def task_of(request: str) -> str | None:
     text = " ".join(request.split())
     if not text or "\n" in request.strip():
         return None
+    text = _LABEL.sub("", text)
     text = _LEADS.sub("", text).strip()
     text = text.rstrip("?.! ").strip()
     text = _FOR_ME.sub("", text).strip()
@@ -214,8 +217,6 @@ def paraphrases(
     examples: list[Example], synth: SynthConfig, generate: Generate, cfg: Config
 ) -> list[Example]:
     """Model paraphrases of single-request examples, filtered (see the module doc)."""
-    from mlx_rsi.curate.redact import redact_text
-
     sources = []
     for example in examples[: synth.paraphrase_max_examples]:
         users = [i for i, m in enumerate(example.messages) if m.get("role") == "user"]

@@ -6,15 +6,22 @@ are held out by ``mlx_rsi.dataset``; nothing here is ever trained on):
 
 - ``expected``: the ``eval.heldout_phrases`` most distinctive words of the accepted
   answer — not stop words, not words of the request (echoing the question must
-  not pass), ranked by rarity across all answers (inverse document frequency),
-  preferring words the user's other accepted answers also use (the user's
-  vocabulary: learnable, not one-off noise);
+  not pass), not redaction placeholders. A word scores for being code (inside
+  backticks), for looking like an identifier (``TIDEPOOL_TOKEN``, ``q4_k_m``,
+  ``docs/handbook``), for being the user's vocabulary (other accepted answers use
+  it too: learnable, not one-off noise) and, a little, for rarity across all
+  answers (inverse document frequency); ties go to the earlier word. Only
+  strong words (code, identifier or vocabulary) are required beyond the first:
+  a generic second word would fail good answers by chance;
 - ``must_not_contain``: for answers the user rejected or corrected on a similar
   request (the corrected answer kept as context in the example, or a low-scored
   turn whose request shares at least ``SIMILAR`` of its content words), the most
   distinctive phrase of the rejected answer that the accepted one does not use.
 
-Requests that are near-duplicates of a training request are skipped. The result
+Requests that are near-duplicates of a training request, or whose request and
+answer together nearly repeat a training example (the same question asked again
+in another session), are skipped: a held-out case must not be answerable by
+memorizing one training example. Words are counted over distinct answers. The result
 is deterministic (sorted, no randomness) and stored as
 ``datasets/vX/heldout-suite.yaml`` with the dataset.
 """
@@ -35,7 +42,11 @@ from mlx_rsi.eval.suites import Assertion, Case, Suite
 HELDOUT_SUITE = "heldout-suite.yaml"
 SIMILAR = 0.34  # content-word Jaccard of two requests that ask for the same thing
 NEAR_DUPLICATE = 0.8  # content-word Jaccard with a training request: not held out
+NEAR_DUPLICATE_EXAMPLE = 0.85  # word Jaccard of request + answer with a training example
 MIN_WORD = 4  # shorter words are rarely distinctive
+STRONG = 2.0  # code, identifier or the user's vocabulary: a word worth requiring
+COMMON = 0.25  # a word in more than this share of all answers is not distinctive
+MIN_DOCUMENTS = 8  # below this many answers, shares say nothing
 _WORD = re.compile(r"[a-z0-9][a-z0-9_.\-/+#]*[a-z0-9+#]|[a-z0-9]")
 
 _STOP_TEXT = """
@@ -74,7 +85,7 @@ def words(text: str) -> list[str]:
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in words(text) if w not in STOP_WORDS and len(w) >= 3}
+    return {w for w in words(text) if w not in STOP_WORDS and len(w) >= 2}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -116,32 +127,58 @@ class _Rarity:
         for doc in vocabulary:
             self.vocabulary.update(set(words(doc)))
 
+    def share(self, term: str) -> float:
+        """The fraction of answers that use ``term``."""
+        return self.df[term] / self.n if self.n >= MIN_DOCUMENTS else 0.0
+
     def idf(self, term: str) -> float:
         return math.log((1 + self.n) / (1 + self.df[term])) + 1.0
 
 
+_PLACEHOLDER = re.compile(r"<[A-Za-z_]+(?::[A-Za-z0-9_]+)?>")
+_CODE = re.compile(r"`([^`]+)`")
+_IDENTIFIER = re.compile(r"[_./\-0-9]|[a-z][A-Z]|^[A-Z]{3,}")
+
+
+def _clean(text: str) -> str:
+    return _PLACEHOLDER.sub(" ", text)
+
+
 def distinctive_words(answer: str, request: str, rarity: _Rarity, k: int) -> list[str]:
     """The ``k`` most distinctive words of ``answer`` (see the module doc)."""
+    answer = _clean(answer)
     asked = set(words(request))
+    code = {w for span in _CODE.findall(answer) for w in words(span)}
+    identifiers = {t.lower() for t in re.findall(r"\S+", answer) if _IDENTIFIER.search(t)}
+    identifiers = {w for t in identifiers for w in words(t)}
     order: dict[str, int] = {}
     for position, word in enumerate(words(answer)):
         if word in STOP_WORDS or word in asked or len(word) < MIN_WORD or word in order:
             continue
         if word.replace(".", "").isdigit() and len(word) < 4:
             continue
+        if rarity.share(word) > COMMON:  # "tidepool" in every answer tells nothing apart
+            continue
         order[word] = position
-    ranked = sorted(
-        order,
-        key=lambda w: (rarity.vocabulary[w] > 1, round(rarity.idf(w), 6), -order[w]),
-        reverse=True,
-    )
-    return ranked[:k]
+    top_idf = max((rarity.idf(w) for w in order), default=1.0)
+
+    def score(word: str) -> float:
+        value = 2.0 * (word in code) + 1.5 * (
+            word in identifiers and _IDENTIFIER.search(word) is not None
+        )
+        value += 1.0 * (rarity.vocabulary[word] > 1 and rarity.df[word] <= rarity.n / 2)
+        return round(value + 0.5 * rarity.idf(word) / top_idf, 6)
+
+    ranked = sorted(order, key=lambda w: (-score(w), order[w]))
+    strong = [w for w in ranked if score(w) >= STRONG]
+    return strong[:k] or ranked[:1]
 
 
 def banned_phrase(rejected: str, accepted: str, request: str, rarity: _Rarity) -> str | None:
     """The most distinctive phrase of a rejected answer that the accepted one lacks."""
     allowed = set(words(accepted)) | set(words(request))
-    tokens = words(rejected)
+    text = " ".join(_clean(rejected).lower().split())
+    tokens = words(text)
     pairs = [
         f"{a} {b}"
         for a, b in itertools.pairwise(tokens)
@@ -150,6 +187,7 @@ def banned_phrase(rejected: str, accepted: str, request: str, rarity: _Rarity) -
         and not {a, b} <= allowed
         and len(a) >= 3
         and len(b) >= 3
+        and f"{a} {b}" in text  # checked as written: "sync --token" is not "sync token"
     ]
     if pairs:
         return max(
@@ -175,14 +213,16 @@ def build_heldout_suite(
     cases_from = [a for a in (from_record(r) for r in held_out) if a is not None]
     train = [a for a in (from_record(r) for r in training) if a is not None]
     train_requests = [content_words(a.request) for a in train]
-    rarity = _Rarity(
-        [a.answer for a in [*cases_from, *train]] + [r[1] for r in rejected],
-        [a.answer for a in [*cases_from, *train]],
-    )
+    train_examples = [set(words(f"{a.request} {a.answer}")) for a in train]
+    accepted = sorted({" ".join(words(a.answer)): a.answer for a in [*cases_from, *train]}.values())
+    rarity = _Rarity(accepted + [r[1] for r in rejected], accepted)
     cases: dict[str, Case] = {}
     for item in cases_from:
         asked = content_words(item.request)
-        if any(jaccard(asked, other) >= NEAR_DUPLICATE for other in train_requests):
+        whole = set(words(f"{item.request} {item.answer}"))
+        if any(jaccard(asked, other) >= NEAR_DUPLICATE for other in train_requests) or any(
+            jaccard(whole, other) >= NEAR_DUPLICATE_EXAMPLE for other in train_examples
+        ):
             continue
         case = _case(item, rejected, rarity, categorize, phrases)
         if case is not None:
