@@ -192,6 +192,8 @@ def test_one_daemon_per_workspace(cli, ws, daemons):
     assert f"PID {first.proc.pid} (mlx-rsi watch" in err and "daemon lock" in err
     detached = cli.main("watch")
     assert detached[0] == 1 and "a daemon already watches" in detached[2]
+    ingest = cli.main("ingest")  # an idle daemon holds only its own lock
+    assert ingest[0] == 0, ingest
     assert first.finish() == 0
 
 
@@ -245,6 +247,14 @@ def test_sigterm_then_sigkill_during_training_then_restart_completes(ws, daemons
 
     first = daemons(ws)
     first.wait("a checkpoint", checkpoints)
+    beside = subprocess.run(
+        [str(EXE), "--workspace", str(ws), "ingest"], capture_output=True, text=True, timeout=60
+    )
+    assert beside.returncode == 1  # mid-cycle the daemon holds the workspace lock
+    assert (
+        f"PID {first.proc.pid} (mlx-rsi watch" in beside.stderr
+        and "workspace lock" in beside.stderr
+    )
     assert first.finish() == 0  # SIGTERM: checkpoint at the step boundary, exit 0
     assert "stopped at a step boundary" in (ws / "logs" / "daemon.log").read_text()
     assert query(ws, "SELECT status FROM runs") == [("interrupted",)]
@@ -257,8 +267,12 @@ def test_sigterm_then_sigkill_during_training_then_restart_completes(ws, daemons
     assert lock_holder(ws, "daemon") is None and lock_holder(ws) is None
 
     third = daemons(ws)
-    third.wait("the cycle's end", lambda: third.state().get("last_cycle"), timeout=600)
-    assert third.state()["last_cycle"]["outcome"] in ("promoted", "rejected")
+
+    def finished() -> bool:
+        last = third.state().get("last_cycle") or {}
+        return last.get("outcome") in ("promoted", "rejected")
+
+    third.wait("the cycle's end", finished, timeout=600)
     assert third.finish() == 0
     assert query(ws, "SELECT status FROM cycles") == [("done",)]
     assert query(ws, "SELECT COUNT(*) FROM datasets") == [(1,)]
