@@ -239,11 +239,9 @@ class _hub_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, (KeyboardInterrupt, MlxRsiError)):
-            return False
-        if not isinstance(exc, Exception):
-            return False
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None or isinstance(exc, MlxRsiError) or not isinstance(exc, Exception):
+            return
         raise PublishError(
             f"upload to {self.where} failed: {_describe(exc, self.token)}",
             hint="nothing was committed by the failed step; run the same `mlx-rsi publish` "

@@ -97,9 +97,14 @@ def test_dry_run_lists_exactly_what_is_uploaded(cli, hub, exported):
 
 
 @pytest.mark.parametrize("failure", ["500", "drop"])
-def test_failed_upload_is_one_line_with_retry_advice(cli, hub, exported, failure, caplog):
+def test_failed_upload_is_one_line_with_retry_advice(
+    cli, hub, exported, failure, caplog, monkeypatch
+):
+    import huggingface_hub.utils._http as hub_http
+
     with_endpoint(exported, hub)
     hub.state.fail_commit = failure
+    monkeypatch.setattr(hub_http.time, "sleep", lambda _s: None)  # its retries, without waits
     caplog.set_level(logging.DEBUG)
     code, out, err = publish(cli, hub)
     assert code == 1

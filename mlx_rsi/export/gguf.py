@@ -305,7 +305,7 @@ def _writer_class() -> type:
 
     numeric = {gguf.GGUFValueType.INT32: "<i4", gguf.GGUFValueType.FLOAT32: "<f4"}
 
-    class FastWriter(gguf.GGUFWriter):  # type: ignore[misc]
+    class FastWriter(gguf.GGUFWriter):
         def _pack_val(self, val: Any, vtype: Any, add_vtype: bool, sub_type: Any = None) -> bytes:
             if vtype != gguf.GGUFValueType.ARRAY or not isinstance(val, list) or not val:
                 return bytes(super()._pack_val(val, vtype, add_vtype, sub_type))

@@ -49,5 +49,5 @@ def verify_mlx(model_dir: Path, max_tokens: int = 4) -> str:
     """Load with mlx-lm and generate greedily; the text generated."""
     from mlx_lm import generate, load
 
-    model, tokenizer = load(str(model_dir))
+    model, tokenizer = load(str(model_dir))[:2]
     return str(generate(model, tokenizer, prompt="Hello", max_tokens=max_tokens, verbose=False))

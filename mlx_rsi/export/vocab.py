@@ -146,15 +146,15 @@ def _byte_level(raw: dict[str, Any], text: str, model_dir: Path, n_rows: int) ->
     by_id, added = _ordered_tokens(raw, n_rows)
     tokens: list[str] = []
     types: list[int] = []
-    for token_id, text in enumerate(by_id):
-        if text is None:
+    for token_id, piece in enumerate(by_id):
+        if piece is None:
             tokens.append(f"[PAD{token_id}]")
             types.append(TOKEN_UNUSED)
         elif token_id in added:
-            tokens.append(text)
+            tokens.append(piece)
             types.append(TOKEN_CONTROL if added[token_id].get("special") else TOKEN_USER_DEFINED)
         else:
-            tokens.append(text)
+            tokens.append(piece)
             types.append(TOKEN_NORMAL)
     merges = _merges(raw)
     return GgufVocab("gpt2", pre, tokens, types, None, merges, {}, False, False, None, None)
