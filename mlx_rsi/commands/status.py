@@ -45,9 +45,23 @@ def status(app: AppContext, as_json: bool) -> None:
         ui.line(
             f"interrupted runs (resumed by the next `train`): {', '.join(report.interrupted_runs)}"
         )
+    _last_cycle(app, ui)
     if report.recent_events:
-        rows = [
-            (e["finished_at"] or "", e["stage"], e["status"], (e["summary"] or "")[:100])
+        rows = [  # whole summaries (rich wraps them): the numbers are at their ends
+            (e["finished_at"] or "", e["stage"], e["status"], e["summary"] or "")
             for e in report.recent_events
         ]
         ui.table("recent stages", ["finished", "stage", "status", "summary"], rows)
+
+
+def _last_cycle(app: AppContext, ui: UI) -> None:
+    """The seed's expected-results table for the latest cycle (mlx_rsi/versions_view.py)."""
+    from mlx_rsi.versions_view import last_cycle
+
+    conn = app.workspace.store()
+    try:
+        rows = last_cycle(conn)
+    finally:
+        conn.close()
+    if rows:
+        ui.table("last cycle", ["result", "value"], rows)

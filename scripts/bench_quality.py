@@ -1,0 +1,283 @@
+"""Does the loop make the real model better? One table on a realistic corpus.
+
+The corpus (scripts/quality_corpus/: 7 topics of a fictional team's project, logs in
+four formats with successes, failures, rejections and corrections) is ingested into
+a fresh workspace; then, on the embedded Gemma-3-270M with the PEFT backend:
+
+- ``default``: mlx-rsi's default cycle (curation, synthesis, the default training
+  settings including ``train.auto``, the gate), i.e. ``mlx-rsi train``;
+- ``all``: the same training on every logged answer (failed and corrected ones too,
+  no dedup, no synthesis);
+- ``success``: the same training on every answer *marked* successful (the seed
+  collector's ``metadata.success``, thumbs up), no other curation;
+- ``base``: the base model.
+
+Every row is judged on the same suites, the default cycle's: the held-out suite
+built from its held-out sessions, the hand-written ``quality_corpus/heldout.yaml``
+(new questions never asked in the logs) and ``eval.test_cases``; the ``all`` and
+``success`` rows never train on the default cycle's valid or test sessions. Columns:
+primary success, its change over the base model with the paired bootstrap 95% CI,
+the default row against each other row (CI), violations (must-not assertions
+broken, guards included), and minutes (training + evaluation).
+
+    python scripts/bench_quality.py                       # all rows (~1 h on 2 CPU cores)
+    python scripts/bench_quality.py --no-auto --out /tmp/bq
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CORPUS = REPO / "scripts" / "quality_corpus"
+log = logging.getLogger("bench_quality")
+
+
+@dataclass
+class Row:
+    name: str
+    examples: int
+    report: Any  # EvalReport
+    minutes: float
+
+
+def variant(cfg: Any, name: str) -> Any:
+    """The curate/synth settings of a baseline row (training settings unchanged)."""
+    threshold = {"all": 0.0, "success": 1.0}[name]
+    curate = dataclasses.replace(cfg.curate, threshold=threshold, near_duplicate_threshold=1.0)
+    synth = dataclasses.replace(cfg.synth, max_variations=0, include_identity=False)
+    return dataclasses.replace(cfg, curate=curate, synth=synth)
+
+
+def write_config(ws_root: Path, model: str, auto: bool) -> None:
+    suite = CORPUS / "heldout.yaml"
+    (ws_root / "mlx-rsi.yaml").write_text(
+        f"model:\n  base: {model}\ntrain:\n  backend: peft\n  auto: {str(auto).lower()}\n"
+        f"eval:\n  suites: [{suite}]\n"
+    )
+
+
+def run_default(ws: Any, cfg: Any, say: Callable[[str], None]) -> Row:
+    from mlx_rsi.cycle import run_cycle
+    from mlx_rsi.lock import WorkspaceLock
+
+    started = time.monotonic()
+    with WorkspaceLock(ws.root, "bench_quality"):
+        result = run_cycle(
+            ws, cfg, report=say, on_train_event=_progress(say), ingest_paths=[CORPUS / "logs"]
+        )
+    manifest = json.loads((ws.datasets_dir / result.dataset / "manifest.json").read_text())
+    examples = manifest["counts"]["train"]
+    return Row("default", examples, result.evaluation, (time.monotonic() - started) / 60)
+
+
+def run_baseline(
+    ws: Any, cfg: Any, name: str, dataset_dir: Path, say: Callable[[str], None]
+) -> Row:
+    from backends.base import get_backend
+    from mlx_rsi import autotune
+    from mlx_rsi.curate import curate_sessions
+    from mlx_rsi.dataset import record
+    from mlx_rsi.evaluate import EvalTarget, ModelRef, evaluate_and_gate
+    from mlx_rsi.modelpath import resolve_base_model
+    from mlx_rsi.session_store import load_sessions
+    from mlx_rsi.training import spec_from_config
+
+    started = time.monotonic()
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    held = set(manifest["sessions"]["valid"]) | set(manifest["sessions"]["test"])
+    conn = ws.store()
+    try:
+        curated = curate_sessions(load_sessions(conn), variant(cfg, name))
+    finally:
+        conn.close()
+    train = [e for e in curated.examples if e.session_id not in held]
+    folder = ws.root / "bench" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.jsonl").write_text("".join(json.dumps(record(e)) + "\n" for e in train))
+    shutil.copyfile(dataset_dir / "valid.jsonl", folder / "valid.jsonl")
+    say(f"{name}: training on {len(train)} examples ({curated.summary()})")
+    model_dir = resolve_base_model(cfg.base_model, ws.root)
+    backend = get_backend(cfg.train.backend)
+    spec = autotune.with_min_steps(spec_from_config(cfg.train, model_dir), cfg.train, len(train))
+    result = autotune.train(backend, spec, cfg.train, folder, folder / "run", _progress(say))
+    target = EvalTarget(
+        version=f"bench-{name}",
+        candidate=ModelRef(name, model_dir, result.adapter_dir),
+        baseline=ModelRef("base", model_dir),
+        dataset_dir=dataset_dir,
+        run_dir=folder / "run",
+    )
+    report = evaluate_and_gate(ws, cfg, backend, target, keep_suites=False)
+    say(report.summary())
+    return Row(name, len(train), report, (time.monotonic() - started) / 60)
+
+
+def _progress(say: Callable[[str], None]) -> Callable[[Any], None]:
+    def on_event(event: Any) -> None:
+        if event.kind in ("eval", "end") or (event.kind == "step" and event.step % 10 == 0):
+            loss = f" loss {event.loss:.3f}" if event.loss is not None else ""
+            val = f" val {event.val_loss:.3f}" if event.val_loss is not None else ""
+            say(f"  {event.kind} {event.step}/{event.total_steps}{loss}{val}")
+
+    return on_event
+
+
+def _primary(report: Any, side: str) -> dict[tuple[str, str], bool]:
+    return {
+        (c.suite, c.case_id): getattr(c, side).passed for c in report.cases if c.kind == "primary"
+    }
+
+
+def _suite_rate(report: Any, suite: str, side: str) -> str:
+    score = report.suites.get(suite)
+    if score is None:
+        return "-"
+    return f"{getattr(score, f'{side}_rate'):.0%}"
+
+
+def table(rows: list[Row], cfg: Any) -> list[str]:
+    from mlx_rsi.eval.stats import paired_bootstrap
+
+    default = next(r for r in rows if r.name == "default")
+    ours = _primary(default.report, "candidate")
+    keys = sorted(ours)
+    base = _primary(default.report, "baseline")
+    suites = [
+        s
+        for s in default.report.suites
+        if default.report.suites[s]
+        and any(c.kind == "primary" and c.suite == s for c in default.report.cases)
+    ]
+    head = [
+        "row",
+        "train examples",
+        "primary success",
+        *[f"{s} success" for s in suites],
+        "Δ vs base (95% CI)",
+        "default vs row (95% CI)",
+        "violations",
+        "minutes",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base_row = [
+        "base",
+        "0",
+        f"{sum(base.values()) / len(keys):.0%}",
+        *[_suite_rate(default.report, s, "baseline") for s in suites],
+        "-",
+        _ci(paired_bootstrap([base[k] for k in keys], [ours[k] for k in keys], seed=cfg.eval.seed)),
+        str(sum(bool(c.baseline.violations) for c in default.report.cases)),
+        "-",
+    ]
+    lines.append("| " + " | ".join(base_row) + " |")
+    for row in rows:
+        mine = _primary(row.report, "candidate")
+        vs_base = paired_bootstrap(
+            [base[k] for k in keys], [mine[k] for k in keys], seed=cfg.eval.seed
+        )
+        vs_row = (
+            "-"
+            if row.name == "default"
+            else _ci(
+                paired_bootstrap(
+                    [mine[k] for k in keys], [ours[k] for k in keys], seed=cfg.eval.seed
+                )
+            )
+        )
+        violations = sum(bool(c.candidate.violations) for c in row.report.cases)
+        cells = [
+            row.name,
+            str(row.examples),
+            f"{sum(mine.values()) / len(keys):.0%}",
+            *[_suite_rate(row.report, s, "candidate") for s in suites],
+            _ci(vs_base),
+            vs_row,
+            str(violations),
+            f"{row.minutes:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ci(d: Any) -> str:
+    return f"{d.difference:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        model = subprocess.run(
+            ["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        cpu = model or cpu
+    except OSError:
+        pass
+    import os
+
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores ({cpu})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="gemma3-270m")
+    parser.add_argument("--out", type=Path, default=None, help="work folder (default: temporary)")
+    parser.add_argument("--rows", default="default,all,success", help="rows besides base")
+    parser.add_argument("--no-auto", action="store_true", help="train.auto off for every row")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from mlx_rsi.config import load_config
+    from mlx_rsi.workspace import Workspace
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    if not (CORPUS / "logs").is_dir():
+        subprocess.run([sys.executable, str(CORPUS / "build_corpus.py")], check=True)
+    ws = Workspace(out / "ws")
+    if ws.root.exists():
+        shutil.rmtree(ws.root)
+    ws.create()
+    write_config(ws.root, args.model, auto=not args.no_auto)
+    cfg = load_config(ws.config_path)
+    say = log.info
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rows = [run_default(ws, cfg, say)]
+    dataset_dir = ws.datasets_dir / rows[0].report.version
+    for name in [r for r in args.rows.split(",") if r and r != "default"]:
+        rows.append(run_baseline(ws, cfg, name, dataset_dir, say))
+    order = {"all": 0, "success": 1, "default": 2}
+    rows.sort(key=lambda r: order.get(r.name, 9))
+    lines = [
+        f"{started}, {machine()}, model {args.model}, backend peft (CPU), "
+        f"train.auto {'off' if args.no_auto else 'on'}",
+        "",
+        *table(rows, cfg),
+    ]
+    text = "\n".join(lines)
+    (out / "bench_quality.md").write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+    sys.stdout.write(f"\nreports: {ws.reports_dir}\n")
+
+
+if __name__ == "__main__":
+    main()
