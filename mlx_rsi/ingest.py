@@ -40,6 +40,7 @@ import orjson
 
 from mlx_rsi import session_store
 from mlx_rsi.config import Config, SourcesConfig, WatchedFolder
+from mlx_rsi.redact import redact_session
 from mlx_rsi.signals import apply_generic_signals, is_dropped
 from mlx_rsi.sources import ReadOptions, ReadResult, detect_format, get_reader, read_head
 from mlx_rsi.sources.clean import clean_session
@@ -407,8 +408,6 @@ class _Ingestor:
         )
         self.known = {row["path"]: row for row in conn.execute("SELECT * FROM files")}
         self.batch = _Batch(conn)
-        from mlx_rsi.curate.redact import redact_session
-
         self.redact = redact_session
 
     def file(self, path: Path, forced: str | None) -> FileOutcome:

@@ -390,7 +390,7 @@ def _load() -> str:
 
 def _time_redaction() -> list[float]:
     """Accumulate the seconds spent in redact_session (instrumented, not changed)."""
-    import mlx_rsi.curate.redact as redact
+    import mlx_rsi.ingest as redact  # the name ingest calls, bound when it is imported
 
     spent = [0.0]
     real = redact.redact_session

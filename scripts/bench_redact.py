@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 
 from mlx_rsi.config import CurateConfig
-from mlx_rsi.curate.redact import redact_session, redactor_for
 from mlx_rsi.records import Message, Session
+from mlx_rsi.redact import redact_session, redactor_for
 
 PROSE = (
     "I looked at the failing test: the parser strips whitespace before it checks the "

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from mlx_rsi.config import CurateConfig
-from mlx_rsi.curate.redact import redact_session, redact_text
 from mlx_rsi.errors import ConfigError
 from mlx_rsi.records import Message, Session, ToolCall
+from mlx_rsi.redact import redact_session, redact_text
 
 CFG = CurateConfig(usernames=("alice",), redact_current_user=False)
 

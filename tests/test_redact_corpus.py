@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from mlx_rsi.config import CurateConfig
-from mlx_rsi.curate.redact import redact_session
 from mlx_rsi.records import Message, Session, ToolCall
+from mlx_rsi.redact import redact_session
 
 FIXTURES = Path(__file__).parent / "fixtures" / "redaction"
 CFG = CurateConfig(redact_current_user=False)

@@ -1,4 +1,9 @@
-"""redact_session (session pre-scan, gates, caches) equals redacting every text in full."""
+"""redact_session (session pre-scan, gates, caches) equals redacting every text in full.
+
+Through public functions only: the reference walks the same slots
+(``session_slots``) with the redactor's ``without_shortcuts()`` copy, every text
+through every stage, then replaces the secret values found anywhere.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,14 @@ import orjson
 import pytest
 
 from mlx_rsi.config import CurateConfig
-from mlx_rsi.curate import redact as R
 from mlx_rsi.records import Message, Session
+from mlx_rsi.redact import (
+    redact_session,
+    redactor_for,
+    replace_known,
+    secret_placeholder,
+    session_slots,
+)
 
 PIECES = [
     "export GITHUB_TOKEN=ghp_aB3cD4eF5gH6iJ7kL8mN9oP0qR1sT2uV3wX4y",
@@ -50,41 +61,25 @@ PIECES = [
 ]
 
 
-def ungated(cfg: CurateConfig, texts: list[str]) -> R.Redactor:
-    """The configured redactor without plugin gates or line cache."""
-    redactor = dataclasses.replace(R.redactor_for(cfg).for_texts(texts))
-    redactor._plugins = [(plugin, kind, None) for plugin, kind, _ in redactor._plugins]
-    redactor._lines = {}
-    return redactor
-
-
 def reference(session: Session, cfg: CurateConfig) -> Counter[str]:
     """The pipeline without shortcuts: every text through every stage and plugin."""
-    redactor = ungated(cfg, R._session_texts(session))
+    slots = session_slots(session)
+    texts = [slot.get() for slot in slots]
+    redactor = redactor_for(cfg).for_texts(texts).without_shortcuts()
     counts: Counter[str] = Counter()
     found: dict[str, str] = {}
-
-    def fix(text: str) -> str:
+    outputs = []
+    for slot, text in zip(slots, texts, strict=True):
         new, n = redactor.redact(text, found)
         counts.update(n)
-        return new
-
-    def hide(value: str) -> str:
-        new = fix(value)
-        if new != value:
-            return new
-        counts["keyed_secret"] += 1
-        if len(value) >= 8:
-            found.setdefault(value, "keyed_secret")
-        return R.secret_placeholder("keyed_secret")
-
-    R._walk_session(session, fix, hide)
-    if found:
-
-        def known(text: str) -> str:
-            return R.replace_known(text, found, counts)
-
-        R._walk_session(session, known, known)
+        if slot.hidden and new == text:  # a value under a secret-looking key
+            counts["keyed_secret"] += 1
+            if len(text) >= 8:
+                found.setdefault(text, "keyed_secret")
+            new = secret_placeholder("keyed_secret")
+        outputs.append(new)
+    for slot, new in zip(slots, outputs, strict=True):
+        slot.set(replace_known(new, found, counts) if found else new)
     return counts
 
 
@@ -128,6 +123,6 @@ def test_redact_session_equals_full_redaction_of_every_text(options):
     cfg = dataclasses.replace(CurateConfig(), **options)
     for session in sessions(seed=len(options)):
         fast, slow = copy.deepcopy(session), copy.deepcopy(session)
-        assert R.redact_session(fast, cfg) == reference(slow, cfg)
+        assert redact_session(fast, cfg) == reference(slow, cfg)
         dump = orjson.OPT_NON_STR_KEYS
         assert orjson.dumps(fast, option=dump) == orjson.dumps(slow, option=dump)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from mlx_rsi.config import CurateConfig
-from mlx_rsi.curate.redact import redact_session, redact_text
 from mlx_rsi.records import Message, Session, ToolCall
+from mlx_rsi.redact import redact_session, redact_text
 
 CFG = CurateConfig(redact_current_user=False)
 

@@ -30,10 +30,10 @@ from mlx_rsi.config import Config, CurateConfig
 from mlx_rsi.curate.categorize import compile_categories
 from mlx_rsi.curate.dedup import best_first, dedup_exact, dedup_near, stable_key
 from mlx_rsi.curate.examples import count_turns, session_examples
-from mlx_rsi.curate.redact import redact_session, redact_text
 from mlx_rsi.curate.score import score_signals
 from mlx_rsi.errors import ConfigError
 from mlx_rsi.records import Example, Session
+from mlx_rsi.redact import redact_session, redact_text
 from mlx_rsi.session_store import load_sessions
 from mlx_rsi.workspace import Workspace, now_iso, transaction
 
