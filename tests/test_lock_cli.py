@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -11,11 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_cycle import cycle_workspace
 
 from mlx_rsi.lock import WorkspaceLock, lock_holder
 
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = REPO / "examples" / "sessions"
 WRITERS = [
     ["ingest"],
     ["curate"],
@@ -23,7 +22,13 @@ WRITERS = [
     ["train"],
     ["init", "--no-standard-sources"],
 ]
-READERS = [["status"], ["sessions", "list"], ["dataset", "list"], ["ingest", "--dry-run"]]
+READERS = [
+    ["status"],
+    ["sessions", "list"],
+    ["dataset", "list"],
+    ["doctor"],
+    ["ingest", "--dry-run"],
+]
 
 
 @pytest.fixture
@@ -65,29 +70,6 @@ def test_lock_is_released_after_a_command(cli) -> None:  # type: ignore[no-untyp
     assert lock_holder(cli.workspace) is None
 
 
-def _workspace(cli, model: Path) -> Path:  # type: ignore[no-untyped-def]
-    assert cli("init", "--no-standard-sources").exit_code == 0
-    ws: Path = cli.workspace
-    shutil.copytree(EXAMPLES, ws / "sessions", dirs_exist_ok=True)
-    (ws / "mlx-rsi.yaml").write_text(
-        f"""
-model:
-  base: {model}
-train:
-  backend: peft
-  max_steps: 12
-  per_device_train_batch_size: 4
-  gradient_accumulation_steps: 1
-  learning_rate: 3.0e-3
-  save_steps: 6
-  cutoff_len: 256
-eval:
-  max_new_tokens: 4
-"""
-    )
-    return ws
-
-
 def _run(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mlx_rsi", "--workspace", str(ws), *args],
@@ -100,7 +82,7 @@ def _run(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_two_concurrent_trains(cli, tiny_llama_dir) -> None:  # type: ignore[no-untyped-def]
     """The second `train` exits with one line naming the first; the first completes."""
-    ws = _workspace(cli, tiny_llama_dir)
+    ws = cycle_workspace(cli, tiny_llama_dir)
     first = subprocess.Popen(
         [sys.executable, "-m", "mlx_rsi", "--workspace", str(ws), "train"],
         stdout=subprocess.PIPE,
