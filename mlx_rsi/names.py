@@ -38,6 +38,8 @@ def name_problem(value: object) -> str | None:
 def _path_problem(value: str) -> str | None:
     if "\0" in value:
         return "contains a NUL byte"
+    if value.startswith(("/", "\\")):
+        return "is an absolute path"
     if "/" in value or "\\" in value:
         return "contains a path separator"
     if len(value) >= 2 and value[1] == ":" and value[0].isascii() and value[0].isalpha():
