@@ -125,7 +125,10 @@ def bench_anchor(seconds: float) -> tuple[float, float]:
 
 
 def bench_latency(ws: Path, runs: int, logs: Path) -> list[float]:
-    schedule = "  min_new_examples: 1\n  debounce_seconds: 2\n  rescan_minutes: 600\n"
+    schedule = (
+        "  min_new_examples: 1\n  debounce_seconds: 2\n  rescan_minutes: 600\n"
+        "  min_cpu_idle: 0\n  require_ac_power: false\n"  # latency of the trigger path only
+    )
     write_config(ws, schedule)
     times = []
     for run in range(runs):

@@ -139,12 +139,34 @@ def test_threshold_then_exactly_one_cycle_promoted(cli, ws, daemons, tiny_llama_
     for stage in ("ingest", "curate", "dataset", "train", "evaluate"):
         assert f" {stage}" in log
     assert "cycle promoted: v1.1 promoted" in log
+    # The cycle loaded torch: the daemon started afresh (same PID) to give its memory back.
+    assert "daemon restarting" in log and log.count("daemon started (PID") == 2
+    assert daemon.proc.poll() is None and state["pid"] == daemon.proc.pid
 
     stopped = cli("watch", "stop")
     assert stopped.exit_code == 0 and "stopped the daemon" in stopped.output
     assert daemon.proc.wait(timeout=30) == 0
     assert lock_holder(ws, "daemon") is None
     assert "daemon:     not running" in cli("watch", "status").output
+
+
+def test_failing_cycle_is_logged_once_and_not_retried_at_once(ws, daemons):
+    write_config(ws, None, min_new=1)  # the base model does not exist
+    shutil.copytree(EXAMPLES / "bugfix-day", ws / "sessions" / "bugfix-day")
+    daemon = daemons(ws)
+
+    def failed() -> bool:
+        return (daemon.state().get("last_cycle") or {}).get("outcome") == "failed"
+
+    daemon.wait("the failed cycle", failed, timeout=120)
+    assert "no-model-needed" in daemon.state()["last_cycle"]["message"]
+    time.sleep(4)  # four more checks (and a restart, if the cycle loaded a framework)
+    daemon.wait("the idle state", lambda: daemon.state().get("state") == "idle")
+    log = (ws / "logs" / "daemon.log").read_text()
+    assert log.count("cycle starting") == 1, log
+    assert "Traceback" not in log
+    assert "the last cycle failed" in daemon.state()["reason"]
+    assert daemon.finish() == 0
 
 
 def test_chunked_append_is_ingested_once_completely(ws, daemons):

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -77,8 +79,8 @@ class Daemon:
     _state: DaemonState | None = None
     _counted: set[str] = field(default_factory=set)
     _new: set[str] | None = None  # None = recount at the next check
-    _failed_at: float | None = None
     _last_probe: float = 0.0
+    _restart: bool = False
 
     # ------------------------------------------------------------------ life
 
@@ -100,11 +102,14 @@ class Daemon:
             log.info("daemon started (PID %s)%s", self.state.get("pid"), _joined(done))
             with self._signals():
                 try:
-                    return self._loop()
+                    code = self._loop()
                 finally:
                     self._close_source()
-                    self.state.update(state="stopped", reason="")
-                    log.info("daemon stopped")
+                    self.state.update(state="restarting" if self._restart else "stopped")
+                    log.info("daemon %s", "restarting" if self._restart else "stopped")
+        if self._restart:
+            _reexec()
+        return code
 
     @property
     def state(self) -> DaemonState:
@@ -175,6 +180,11 @@ class Daemon:
         decision = self._decide()
         if decision.run and not self.stop.is_set():
             self._run_cycle(decision)
+            if not self.once and not self.stop.is_set() and _framework_loaded():
+                # An idle daemon holding torch/MLX would keep their memory for days:
+                # start afresh (same PID, so launchd/systemd see no exit).
+                self._restart = True
+                self.request_stop()
 
     def _ingest(self, batch: Batch) -> None:
         from mlx_rsi.ingest import ingest
@@ -232,12 +242,13 @@ class Daemon:
         return decision
 
     def _backing_off(self) -> bool:
-        if self._failed_at is None:
+        """The last cycle failed less than a rescan interval ago (kept across restarts)."""
+        last = self.state.get("last_cycle") or {}
+        failed = _parse_time(last.get("finished_at")) if last.get("outcome") == "failed" else None
+        if failed is None:
             return False
-        if time.monotonic() - self._failed_at >= self.cfg.schedule.rescan_minutes * 60:
-            self._failed_at = None
-            return False
-        return True
+        waited = datetime.now().astimezone() - failed
+        return waited.total_seconds() < self.cfg.schedule.rescan_minutes * 60
 
     # ------------------------------------------------------------------ the cycle
 
@@ -261,13 +272,17 @@ class Daemon:
             write_counted(self.ws.root, self._counted)
             self._maybe_publish(result)
         except LockHeldError as e:
-            outcome, message = "postponed", e.message
+            log.info("cycle postponed: %s", e.message)
+            self.state.update(state="idle", stage=None, reason=f"postponed: {e.message}")
+            return
         except (InterruptedRun, KeyboardInterrupt):
             outcome, message = "interrupted", "stopped at a step boundary; resumes on restart"
             self.stop.set()
         except MlxRsiError as e:
             message = e.one_line()
-            self._failed_at = time.monotonic()
+        except Exception as e:  # a bug must not take the daemon down (the log has it)
+            log.exception("cycle crashed")
+            message = f"{type(e).__name__}: {e}"
         finally:
             self._new = None
         log.info("cycle %s: %s", outcome, message)
@@ -346,6 +361,21 @@ class Daemon:
             log.info("publish: %s", getattr(outcome, "summary", lambda: outcome)())
         except MlxRsiError as e:
             log.error("publish failed: %s", e.one_line())
+
+
+HEAVY_MODULES = ("torch", "mlx", "transformers")
+
+
+def _framework_loaded() -> bool:
+    return any(name in sys.modules for name in HEAVY_MODULES)
+
+
+def _reexec() -> None:
+    """Replace this process by a fresh daemon with the same command line (locks were
+    released on the way out of ``run``; the new process takes them again)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def _forward_as_interrupt(daemon: Daemon) -> Callable[[int, FrameType | None], None]:
