@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlx_rsi.config import Config, load_config
+from mlx_rsi.errors import WorkspaceError
 from mlx_rsi.lock import WorkspaceLock
 from mlx_rsi.workspace import Workspace, resolve_workspace
 
@@ -50,6 +51,11 @@ class AppContext:
         Without it, a missing workspace is left for the command to report.
         """
         root = self.workspace.root
+        if root.exists() and not root.is_dir():
+            raise WorkspaceError(
+                f"{root} is a file, not a workspace folder",
+                hint="pass --workspace with a folder (new or existing)",
+            )
         if creates:
             root.mkdir(parents=True, exist_ok=True)
         if not root.is_dir():
