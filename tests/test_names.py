@@ -6,10 +6,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from test_dataset import _examples as session_examples
 
 from mlx_rsi.errors import UsageError
 from mlx_rsi.names import check_name, name_problem
-from mlx_rsi.records import Example
 from mlx_rsi.workspace import Workspace
 
 BAD = [
@@ -65,21 +65,6 @@ def test_non_strings_are_refused() -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-def _examples() -> list[Example]:
-    return [
-        Example(
-            messages=[
-                {"role": "user", "content": f"request {s}-{i}"},
-                {"role": "assistant", "content": f"answer {s}-{i}"},
-            ],
-            session_id=f"session-{s}",
-            score=1.0,
-        )
-        for s in range(4)
-        for i in range(3)
-    ]
-
-
 def _snapshot(root: Path) -> dict[str, str]:
     """Every file and folder under ``root`` (the state store aside) with its content hash."""
     found: dict[str, str] = {}
@@ -98,7 +83,7 @@ def built(cli, tmp_path: Path) -> Workspace:  # type: ignore[no-untyped-def]
     ws = Workspace(cli.workspace)
     ws.create()
     with ws.store() as conn:
-        store_examples(conn, _examples())
+        store_examples(conn, session_examples(4, 3))
     code, _, err = cli.main("dataset", "build")
     assert code == 0, err
     (ws.sessions_dir / "mine").mkdir()
