@@ -396,8 +396,11 @@ def _open_cycle(
     if cycle is None:
         return store.create_cycle(conn, uuid.uuid4().hex[:12])
     if cycle.completed:
-        last = [s.name for s in STAGES if s.name in cycle.completed][-1]
-        report(f"resume: unfinished cycle {cycle.version} (done: {last}); finishing it")
+        done = [s.name for s in STAGES if s.name in cycle.completed] or list(cycle.completed)
+        report(
+            f"resume: unfinished cycle {cycle.version} (done: {done[-1]}); finishing it "
+            "(`train --fresh` starts a new one instead)"
+        )
     return cycle
 
 

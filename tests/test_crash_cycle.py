@@ -49,7 +49,8 @@ CHAINS = {
         "fuse:staged",  # fused model in its temporary folder
         "fuse:end",  # fused, not recorded
         "promote:end",  # evaluated and fused, pointer not moved
-        "promote:done",  # promoted, cycle not closed
+        "promote:done",  # promoted, export not started
+        "export:end",  # exported, not recorded
     ],
 }
 LEFTOVER = re.compile(r"^\..+\.(tmp|old)$")
