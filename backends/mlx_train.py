@@ -75,11 +75,15 @@ def make_loss(model: nn.Module) -> LossFn:
     if not isinstance(getattr(model, "model", None), nn.Module):
         return full_loss
     probe = mx.array([[1, 2, 3, 4, 5, 6, 7, 8]])
+    training = model.training
+    model.eval()  # dropout off: the two forwards must see the same weights
     try:
         split = _output_head(model)(model.model(probe))
+        whole = model(probe)
     except (AttributeError, TypeError, ValueError):
         return full_loss
-    whole = model(probe)
+    finally:
+        model.train(training)
     if split.shape != whole.shape or not mx.allclose(split, whole, rtol=1e-3, atol=1e-4).item():
         return full_loss
     return head_only_loss
@@ -144,7 +148,12 @@ def make_step(model: nn.Module, optimizer: optim.Optimizer) -> StepFn:
 
 @contextmanager
 def checkpointed_blocks(model: nn.Module, enabled: bool) -> Iterator[None]:
-    """mlx-lm's gradient checkpointing of the block class, undone afterwards."""
+    """mlx-lm's gradient checkpointing of the block class, undone afterwards.
+
+    With LoRA dropout the recomputed blocks draw new dropout masks in the backward
+    pass (``mx.checkpoint`` replays the forward with fresh random keys), so the
+    gradients then differ from an unchecked step's; without dropout they are the same.
+    """
     if not enabled:
         yield
         return
@@ -315,8 +324,9 @@ def train(spec: TrainSpec, dataset_dir: Path, out_dir: Path, on_event: OnEvent) 
     out_dir.mkdir(parents=True, exist_ok=True)
     run = prepare(spec, Path(dataset_dir), out_dir)
     run.model.train()
+    framework = MlxFramework(run)
     with checkpointed_blocks(run.model, spec.gradient_checkpointing):
         return loop.TrainLoop(
-            spec, out_dir, MlxFramework(run), run.state, run.total_steps, on_event,
+            spec, out_dir, framework, run.state, run.total_steps, on_event,
             resumed_from=run.resumed_from,
         ).fit()  # fmt: skip

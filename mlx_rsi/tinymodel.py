@@ -6,6 +6,10 @@ layout with a ChatML chat template that renders tools, tool calls and tool resul
 ``build_tiny_model`` adds a randomly initialised llama / qwen2 / gemma3_text model saved
 with ``save_pretrained`` (safetensors), loadable by transformers and by ``mlx_lm.load``.
 Both are deterministic for a seed.
+
+This lives in the package, not in ``tests/``: ``make demo`` (``scripts/demo.py``) builds
+its base model with it from an installed mlx-rsi, and ``scripts/bench_train.py`` uses it
+for the MLX comparison; the tests reach it through ``tests/fixtures_models.py``.
 """
 
 from __future__ import annotations

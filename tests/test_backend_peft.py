@@ -116,7 +116,7 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(
     result = BACKEND.train(spec, dataset, tmp_path / "run", events.append)
     kinds = [e.kind for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end"
-    assert kinds.count("step") == 3 and kinds.count("save") == 2 and kinds.count("eval") == 3
+    assert kinds.count("step") == 3 and kinds.count("save") == 3 and kinds.count("eval") == 3
     assert result.steps == 30 and result.trained_tokens > 0 and not result.stopped_early
     base = BACKEND.loss(tiny_llama_dir, None, dataset / "valid.jsonl")
     tuned = BACKEND.loss(tiny_llama_dir, result.adapter_dir, dataset / "valid.jsonl")
@@ -130,6 +130,7 @@ def test_training_lowers_the_loss_and_writes_the_run_folder(
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
         "step-10",
         "step-20",
+        "step-30",  # the last step too: a longer run can resume from it
     ]
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     answers = BACKEND.generate(
@@ -460,7 +461,9 @@ def test_two_processes_under_torchrun_match_one_process(
         child.communicate()
         raise
     assert child.returncode == 0, stderr[-3000:]
-    assert '"message": "12 examples, 2 process(es)"' in stderr
+    [start] = [json.loads(line) for line in stderr.splitlines() if '"kind": "start"' in line]
+    assert start["message"].endswith("adapter parameters on 2 process(es)")
+    assert start["extra"]["examples"] == 12 and start["extra"]["world_size"] == 2
     single = BACKEND.train(replace(spec, grad_accum=2), dataset, tmp_path / "one", lambda e: None)
     assert_same_weights(
         adapter_weights(tmp_path / "ddp" / "adapter"),
