@@ -1,12 +1,18 @@
 """The seed guide's collector format: ``sessions/<name>/interactions.jsonl``.
 
 Each line is ``{"timestamp", "user", "assistant", "metadata": {"success": bool, ...}}``;
-a file is one session named after its folder.
+a file is one session named after its folder. ``mlx-rsi serve`` and ``chat`` write
+the same format, with a ``metadata.request_id``; feedback given later arrives as
+its own line ``{"timestamp", "feedback": {"request_id", "success", "comment"}}``
+and becomes a feedback signal on that answer. So that late feedback is seen,
+reading resumes at the oldest answer of the last day that has none yet (those
+lines are re-read and upserted under the same keys).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +53,13 @@ class CollectorReader:
         )
         scanner = LineScanner(path, start, options.max_line_bytes, skipped)
         last_record: int | None = None
+        feedback: dict[str, Signal] = {}
+        awaiting: list[tuple[int, Message]] = []  # (offset, answer) with a request id
         for offset, line in scanner:
             record = parse_object(line, skipped)
             if record is None:
+                continue
+            if _collect_feedback(record, feedback):
                 continue
             messages = interaction_messages(record, offset)
             if messages is None:
@@ -58,9 +68,15 @@ class CollectorReader:
             last_record = offset
             session.started_at = session.started_at or messages[0].timestamp
             session.messages.extend(messages)
+            answer_meta = messages[-1].metadata
+            if answer_meta.get("request_id") and "success" not in answer_meta:
+                awaiting.append((offset, messages[-1]))
+        unrated = _attach_feedback(awaiting, feedback)
         # The last interaction is re-read next time, so that a correction in the
-        # next one reaches its answer (its keys are stable: an upsert).
+        # next one reaches its answer (its keys are stable: an upsert); so is the
+        # oldest recent answer still waiting for feedback.
         end = scanner.end if last_record is None else last_record
+        end = min([end, *unrated])
         return ReadResult([session] if session.messages else [], end, {}, skipped)
 
 
@@ -86,6 +102,45 @@ def interaction_messages(record: dict[str, Any], offset: int) -> list[Message] |
             metadata=dict(metadata),
         ),
     ]
+
+
+FEEDBACK_WINDOW = timedelta(days=1)  # how long an answer's feedback is waited for
+
+
+def _collect_feedback(record: dict[str, Any], feedback: dict[str, Signal]) -> bool:
+    """True when ``record`` is a feedback line (kept in ``feedback`` by request id)."""
+    entry = record.get("feedback")
+    if not isinstance(entry, dict):
+        return False
+    request_id, success = entry.get("request_id"), entry.get("success")
+    if isinstance(request_id, str) and isinstance(success, bool) and request_id not in feedback:
+        comment = entry.get("comment")
+        detail = f"feedback: {comment}" if isinstance(comment, str) and comment else "feedback"
+        feedback[request_id] = Signal("feedback", success, detail)
+    return True
+
+
+def _attach_feedback(awaiting: list[tuple[int, Message]], feedback: dict[str, Signal]) -> list[int]:
+    """Give answers their feedback; the offsets of recent answers still without any."""
+    unrated: list[int] = []
+    horizon = datetime.now(UTC) - FEEDBACK_WINDOW
+    for offset, answer in awaiting:
+        signal = feedback.get(str(answer.metadata["request_id"]))
+        if signal is not None:
+            answer.signals = [s for s in answer.signals if s.kind != "feedback"] + [signal]
+        elif _after(answer.timestamp, horizon):
+            unrated.append(offset)
+    return unrated
+
+
+def _after(timestamp: str | None, horizon: datetime) -> bool:
+    try:
+        moment = datetime.fromisoformat(timestamp or "")
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment > horizon
 
 
 READER = CollectorReader()
