@@ -22,7 +22,11 @@ from mlx_rsi.errors import MlxRsiError, storage_error
 
 # command name -> "module:function"; each module lives in mlx_rsi/commands/.
 COMMANDS: dict[str, str] = {
+    "ab": "mlx_rsi.commands.ab:ab",
     "adapter": "mlx_rsi.commands.adapter:adapter",
+    "chat": "mlx_rsi.commands.chat:chat",
+    "run-tasks": "mlx_rsi.commands.run_tasks:run_tasks",
+    "serve": "mlx_rsi.commands.serve:serve",
     "init": "mlx_rsi.commands.init:init",
     "status": "mlx_rsi.commands.status:status",
     "doctor": "mlx_rsi.commands.doctor:doctor",

@@ -280,6 +280,7 @@ class PublishConfig:
     formats: tuple[str, ...] = ()  # what to upload; () = every exported format
     layout: Literal["subfolders", "repo-per-format"] = "subfolders"
     include_examples: bool = False  # example text in the model card (off: counts only)
+    auto: bool = False  # `mlx-rsi watch` publishes each version it promotes (needs repo_id)
 
     def problems(self) -> list[tuple[str, str]]:
         return _format_problems("formats", self.formats, ExportConfig())
@@ -301,6 +302,17 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    # auto: MLX on Apple silicon, else transformers; gguf: llama-cpp-python on the GGUF export.
+    engine: Literal["auto", "transformers", "mlx", "gguf"] = "auto"
+    host: str = "127.0.0.1"  # any other address needs $MLX_RSI_SERVE_TOKEN
+    port: int = field(default=8800, metadata=_range(1, 65535))
+    max_tokens: int = field(default=512, metadata=_range(1))  # when a request sets none
+    max_prompt_tokens: int = field(default=4096, metadata=_range(16))  # longer → HTTP 413
+    record: bool = True  # append each interaction to sessions/serve-<date>/ (the loop's input)
+
+
+@dataclass(frozen=True)
 class Config:
     model: ModelConfig = ModelConfig()
     sources: SourcesConfig = SourcesConfig()
@@ -311,6 +323,7 @@ class Config:
     export: ExportConfig = ExportConfig()
     publish: PublishConfig = PublishConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    serve: ServeConfig = ServeConfig()
 
     @property
     def base_model(self) -> str:
