@@ -162,6 +162,32 @@ def test_a_resumed_log_drops_the_records_it_will_repeat(tmp_path: Path) -> None:
     assert len(_records(tmp_path)) == 5
 
 
+def test_resume_point_takes_the_latest_or_refuses_a_used_folder(tmp_path: Path) -> None:
+    assert run_files.resume_point(tmp_path, resume=False) is None  # a fresh folder
+    _checkpoint(tmp_path, "step-3")
+    leftover = _checkpoint(tmp_path, ".step-4.x1y2.tmp")
+    assert run_files.resume_point(tmp_path, resume=True) == tmp_path / "checkpoints" / "step-3"
+    assert not leftover.exists()  # a write killed midway is cleared first
+    with pytest.raises(BackendError, match="already holds checkpoints") as info:
+        run_files.resume_point(tmp_path, resume=False)
+    assert "--resume" in str(info.value.hint)
+
+
+def test_a_resume_needs_the_same_settings_and_data(tmp_path: Path) -> None:
+    spec = spec_to_dict(TrainSpec(model_dir=tmp_path))
+    saved = run_files.TrainerState(step=4, data_digest="abc", spec=spec)
+    run_files.check_resumable(saved, run_files.TrainerState(data_digest="abc", spec=spec), tmp_path)
+    other = {**spec, "learning_rate": 1.0, "seed": 7}
+    with pytest.raises(BackendError, match="learning_rate, seed differ from the interrupted run"):
+        run_files.check_resumable(
+            saved, run_files.TrainerState(data_digest="abc", spec=other), tmp_path
+        )
+    with pytest.raises(BackendError, match=r"train\.jsonl changed"):
+        run_files.check_resumable(
+            saved, run_files.TrainerState(data_digest="xyz", spec=spec), tmp_path
+        )
+
+
 def test_importing_run_files_imports_no_framework() -> None:
     code = (
         "import sys, backends.run_files\n"
