@@ -45,10 +45,6 @@ class WorkspaceError(MlxRsiError):
     """The workspace or its state store is missing, locked or inconsistent."""
 
 
-class SourceError(MlxRsiError):
-    """A session-log file or folder cannot be read as asked."""
-
-
 class DatasetError(MlxRsiError):
     """A dataset cannot be built, found or read."""
 
