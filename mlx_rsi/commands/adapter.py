@@ -9,7 +9,6 @@ import click
 from mlx_rsi import atomic
 from mlx_rsi.commands import config_option, pass_app, writes_workspace
 from mlx_rsi.context import AppContext
-from mlx_rsi.errors import TargetExistsError
 from mlx_rsi.modelpath import resolve_base_model
 from mlx_rsi.ui import UI
 
@@ -49,7 +48,7 @@ def convert(
     from backends.convert import convert_adapter
 
     if atomic.occupied(dst) and not force:
-        raise TargetExistsError(f"{dst} exists and is not empty", hint="pass --force to replace it")
+        raise click.UsageError(f"{dst} exists and is not empty; pass --force to replace it")
     base_dir = resolve_base_model(base or app.config().base_model, app.workspace.root)
     convert_adapter(src, dst, to=layout, base_model_dir=base_dir, replace=force)
     UI(app.quiet).line(f"adapter converted to {layout}: {dst}")
