@@ -258,3 +258,30 @@ def test_serve_without_a_promoted_version_says_what_to_do(cli) -> None:  # type:
     cli.main("init")
     code, _out, err = cli.main("serve")
     assert code == 2 and "mlx-rsi train" in err
+
+
+def test_gguf_engine_serves_the_gguf_export(tmp_path: Path, tiny_llama_dir: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from mlx_rsi.export.gguf import write_gguf
+
+    gguf = write_gguf(tiny_llama_dir, tmp_path / "model-q8_0.gguf", "q8_0")
+    state = ServeState(
+        engines={"v1.1": load_engine("gguf", gguf)},
+        default_version="v1.1",
+        recorder=Recorder(tmp_path / "sessions"),
+        model_name="m",
+        max_tokens=6,
+        max_prompt_tokens=200,
+    )
+    with RunningServer(state) as server:
+        api = client(server)
+        reply = api.chat.completions.create(  # type: ignore[attr-defined]
+            model="m", messages=[{"role": "user", "content": "hello"}], max_tokens=5
+        )
+        stream = api.chat.completions.create(  # type: ignore[attr-defined]
+            model="m", messages=[{"role": "user", "content": "hello"}], max_tokens=5, stream=True
+        )
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert reply.choices[0].message.content == streamed  # greedy: the same answer both ways
+    records = read_records(state.recorder.sessions_dir)
+    assert [r["metadata"]["engine"] for r in records] == ["gguf", "gguf"]
