@@ -57,7 +57,16 @@ def assert_promoted_cycle(ws: Path, output: str) -> None:
     assert sum(p.numel() for p in model.parameters()) > 0
     assert "cycle v1.1: promoted" in output
     stages = [stage for stage, status in events(ws) if status == "done"]
-    assert stages == ["ingest", "curate", "dataset", "train", "evaluate", "fuse", "promote", "export"]
+    assert stages == [
+        "ingest",
+        "curate",
+        "dataset",
+        "train",
+        "evaluate",
+        "fuse",
+        "promote",
+        "export",
+    ]
     manifest = json.loads((ws / "datasets" / "v1.1" / "manifest.json").read_text())
     assert manifest["counts"]["train"] > 0
     report = json.loads((ws / "models" / "v1.1" / "eval.json").read_text())
