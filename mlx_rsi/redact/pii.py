@@ -95,7 +95,7 @@ def redact_homes(text: str, counts: Counter[str]) -> str:
     return text
 
 
-_NUMBER_NEEDLES = (
+NUMBER_NEEDLES = (
     *(b"0" * 13, b"0000 0000 0000", b"0000-0000-0000", b"0000 000000 0000"),
     *(b"0000-000000-0000", b"000-000-0000", b"000.000.0000", b"000) 000", b"000)000"),
     *(b"+0 0", b"+00 0", b"+000 0", b"+0-0", b"+00-0", b"+000-0", b"+00000000"),
@@ -128,7 +128,7 @@ def may_hold_number(text: str) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def number_finder() -> Callable[[bytes], Hits]:
-    return multi_finder([n.decode() for n in _NUMBER_NEEDLES], overlapping=False)
+    return multi_finder([n.decode() for n in NUMBER_NEEDLES], overlapping=False)
 
 
 def _number_windows(text: str) -> list[tuple[int, int]]:

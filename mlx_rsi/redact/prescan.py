@@ -17,8 +17,8 @@ from operator import add
 from typing import NamedTuple
 
 from mlx_rsi.redact.keyed import ASSIGNMENT_AT, KEYWORDS
-from mlx_rsi.redact.literals import FOLD_BYTES, fold, multi_finder, texts_at, texts_holding
-from mlx_rsi.redact.pii import OWNER_MARKERS, home_users, number_finder
+from mlx_rsi.redact.literals import FOLD_BYTES, fold, multi_finder, texts_holding
+from mlx_rsi.redact.pii import NUMBER_NEEDLES, OWNER_MARKERS, home_users
 
 # (anchor, its regex when written "re:…", indexes of the rules it gates)
 Check = tuple[str, "re.Pattern[str] | None", tuple[int, ...]]
@@ -67,10 +67,17 @@ class SessionScan:
     """
 
     def __init__(self, anchors: Sequence[Check], base64_min_chars: int) -> None:
-        markers = (*KEYWORDS, *_HOME_MARKERS, *OWNER_MARKERS)
-        by_pattern: dict[str, list[Check]] = {p: [] for p in markers}
+        # Two automatons: one large one grows slow (past about a hundred patterns).
+        numbers = [n.decode() for n in NUMBER_NEEDLES]
+        markers = list(dict.fromkeys((*KEYWORDS, *_HOME_MARKERS, *OWNER_MARKERS, *numbers)))
+        self.keyword = [p in KEYWORDS for p in markers]
+        self.home = [p in _HOME_MARKERS for p in markers]
+        self.owner = [p in OWNER_MARKERS for p in markers]
+        self.number = [p in numbers for p in markers]
+        self.find = multi_finder(markers)
+        by_pattern: dict[str, list[Check]] = {}
         self.always: list[Check] = []  # "re:", empty or non-ASCII anchors: every text
-        self.exact: list[Check] = []  # short anchors: found case-sensitively
+        self.exact: list[Check] = []  # anchors of one or two characters: case-sensitive
         for check in anchors:
             anchor, gate, _ = check
             if gate is not None or not anchor or not anchor.isascii() or "?" in anchor:
@@ -79,12 +86,8 @@ class SessionScan:
                 self.exact.append(check)
             else:
                 by_pattern.setdefault(fold(anchor), []).append(check)
-        patterns = list(by_pattern)
-        self.keyword = [p in KEYWORDS for p in patterns]
-        self.home = [p in _HOME_MARKERS for p in patterns]
-        self.owner = [p in OWNER_MARKERS for p in patterns]
-        self.checks = [tuple(by_pattern[p]) for p in patterns]
-        self.find = multi_finder(patterns)
+        self.checks = [tuple(checks) for checks in by_pattern.values()]
+        self.find_anchors = multi_finder(list(by_pattern))
         self.find_exact = multi_finder([c[0] for c in self.exact]) if self.exact else None
         self.half = max(1, base64_min_chars // 2)
         self.piece = re.compile(f"[A-Za-z0-9+/]{{{self.half}}}")
@@ -102,8 +105,10 @@ class SessionScan:
         # text i starts at offsets[i]: the lengths before it, plus one newline each
         offsets = list(map(add, accumulate(map(len, texts), initial=0), count()))
         plain = None if joined.isascii() else [t.isascii() for t in texts]
-        assignments, lowered, homes, owners = self._literals(folded, offsets, plain)
-        numbers = texts_at(number_finder()(folded), offsets)
+        assignments, homes, owners, numbers = self._literals(folded, offsets, plain)
+        lowered: dict[int, set[int]] = {}
+        for pattern, start, _ in self.find_anchors(folded):
+            lowered.setdefault(bisect_right(offsets, start) - 1, set()).add(pattern)
         if self.find_exact is not None:
             for pattern, start, _ in self.find_exact(data):
                 index = bisect_right(offsets, start) - 1
@@ -149,11 +154,12 @@ class SessionScan:
 
     def _literals(
         self, folded: bytes, offsets: list[int], plain: list[bool] | None
-    ) -> tuple[dict[int, list[int]], dict[int, set[int]], set[int], set[int]]:
-        """Per text: where assignments start, folded anchors present, home markers,
-        owner markers (``ls -l``, ``chown``)."""
+    ) -> tuple[dict[int, list[int]], set[int], set[int], set[int]]:
+        """Per text: where assignments start; which texts hold home markers, owner
+        markers (``ls -l``, ``chown``), number shapes."""
         hits = self.find(folded)
-        keyword, home, checks, match = self.keyword, self.home, self.checks, ASSIGNMENT_AT.match
+        keyword, home, owner, number = self.keyword, self.home, self.owner, self.number
+        match = ASSIGNMENT_AT.match
         assignments: dict[int, list[int]] = {}
         if plain is None:  # all ASCII: the folded bytes tell where assignments are
             starts = [s for p, s, _ in hits if keyword[p] and match(folded, s) is not None]
@@ -164,19 +170,18 @@ class SessionScan:
             if plain is not None and plain[index] and match(folded, start) is None:
                 continue
             assignments.setdefault(index, []).append(start - offsets[index])
-        lowered: dict[int, set[int]] = {}
         homes: set[int] = set()
         owners: set[int] = set()
-        owner = self.owner
-        for pattern, start in [(p, s) for p, s, _ in hits if home[p] or checks[p] or owner[p]]:
+        numbers: set[int] = set()
+        for pattern, start in [(p, s) for p, s, _ in hits if not keyword[p]]:
             index = bisect_right(offsets, start) - 1
             if home[pattern]:
                 homes.add(index)
-            if owner[pattern]:
+            elif owner[pattern]:
                 owners.add(index)
-            if checks[pattern]:
-                lowered.setdefault(index, set()).add(pattern)
-        return assignments, lowered, homes, owners
+            elif number[pattern]:
+                numbers.add(index)
+        return assignments, homes, owners, numbers
 
 
 # Non-ASCII characters whose lower case is (or starts with) an ASCII letter.

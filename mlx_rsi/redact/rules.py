@@ -168,7 +168,9 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule("jwt", ["eyJ"], r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*"),
     _rule(
-        "vault_token", ["hvs.", "hvb.", "hvr."], r"(?<![A-Za-z0-9_])hv[sbr]\.[A-Za-z0-9_\-]{24,}"
+        "vault_token",
+        ["hvs.", "hvb.", "hvr."],
+        r"(?<![A-Za-z0-9_])hv[sbr]\.[A-Za-z0-9_\-]{24,}",
     ),
     _rule(
         "shopify_token",
