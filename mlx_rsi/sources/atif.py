@@ -30,16 +30,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
-
-import atif
-import pydantic
+from typing import TYPE_CHECKING, Any
 
 from mlx_rsi.records import Message, Role, Session, ToolCall, session_id
 from mlx_rsi.signals import add_signal
 from mlx_rsi.sources import ReadOptions, ReadResult
 from mlx_rsi.sources.document import load_document, starts_with_array, starts_with_object
 from mlx_rsi.sources.jsonl import as_list
+
+if TYPE_CHECKING:
+    import atif
 
 FORMAT = "atif"
 IMAGE = "<IMAGE>"
@@ -84,6 +84,11 @@ class AtifReader:
 
 def _trajectory(data: Any, skipped: Counter[str]) -> atif.Trajectory | None:
     """The trajectory, validated whole, else step by step (bad steps counted)."""
+    # imported here, not at the top: the models pull in pydantic (about 0.5 s), a cost
+    # every ingest would pay at format detection although few files are trajectories
+    import atif
+    import pydantic
+
     if not isinstance(data, dict):
         skipped["not_an_object"] += 1
         return None
@@ -117,6 +122,9 @@ def _trajectory(data: Any, skipped: Counter[str]) -> atif.Trajectory | None:
 
 
 def _agent(raw: Any) -> atif.Agent | None:
+    import atif
+    import pydantic
+
     try:
         return atif.Agent.model_validate(raw)
     except pydantic.ValidationError:
