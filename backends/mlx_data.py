@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from backends import chat
+
 PAD_MULTIPLE = 32  # pad batch length to a multiple: few distinct shapes for mx.compile
 SELECT_MULTIPLE = 64  # pad the count of trained positions likewise
 
@@ -59,8 +61,6 @@ def encode_split(
 
     ``encode_dataset`` drops (and counts) chats left without a trained token.
     """
-    from backends import chat
-
     encoded = chat.encode_dataset(
         tokenizer,
         chat.read_jsonl(path),

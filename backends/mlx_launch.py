@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import mlx.core as mx
 
-    from backends import mlx_train
+    from backends import mlx_train  # imports mlx: after argparse, so --help needs none
 
     rank = mx.distributed.init().rank()
     try:

@@ -13,7 +13,7 @@ from typing import Any
 import mlx.core as mx
 from mlx.utils import tree_unflatten
 
-from backends import base, mlx_data, mlx_model, mlx_train
+from backends import base, chat, mlx_data, mlx_model, mlx_train
 from backends.adapter_settings import read_settings
 from backends.base import OnEvent, TrainResult, TrainSpec
 from mlx_rsi import atomic
@@ -50,8 +50,6 @@ class MlxBackend:
         """Complete each chat with mlx-lm's generator (greedy at temperature 0)."""
         from mlx_lm.generate import generate
         from mlx_lm.sample_utils import make_sampler
-
-        from backends import chat
 
         loaded, _ = mlx_model.load_with_adapter(model_dir, adapter_dir)
         tokenizer = loaded.hf_tokenizer
@@ -99,8 +97,6 @@ class MlxBackend:
     def fuse(self, model_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
         """Merge the adapter (dequantizing a QLoRA base) and save an HF-layout model."""
         from mlx_lm.utils import dequantize_model, save_config, save_model
-
-        from backends import chat
 
         loaded, _ = mlx_model.load_with_adapter(model_dir, adapter_dir)
         # A fused model formats chats as in training (serving, GGUF, ``template: auto``).

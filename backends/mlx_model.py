@@ -23,6 +23,7 @@ from mlx.utils import tree_flatten
 
 from backends import adapter_settings
 from backends.base import TrainSpec
+from backends.chat import resolve_template
 from mlx_rsi import atomic
 from mlx_rsi.errors import ModelError, UsageError
 
@@ -150,8 +151,6 @@ def layer_count(model: nn.Module, num_layers: int | None) -> int:
 
 def adapter_config(spec: TrainSpec, loaded: Loaded, group_size: int | None) -> dict[str, Any]:
     """The adapter_config.json for ``spec``: mlx-lm's keys plus ours."""
-    from backends.chat import resolve_template
-
     model = loaded.model
     num_layers = layer_count(model, spec.num_layers)
     return {

@@ -19,6 +19,7 @@ from backends.base import OnEvent, Precision, TrainResult, TrainSpec, backend_st
 from backends.chat import (
     apply_trained_template,
     cut_at_stop,
+    encode_dataset,
     load_tokenizer,
     read_jsonl,
     render_prompt,
@@ -35,7 +36,11 @@ EVAL_BATCH = 4
 
 
 class PeftBackend:
-    """``Backend`` implemented with transformers + peft + accelerate."""
+    """``Backend`` implemented with transformers + peft + accelerate.
+
+    ``peft_train`` and ``torch_model`` import torch: they are imported inside the methods
+    so that choosing or listing backends (``doctor``, ``--help``) stays torch-free.
+    """
 
     name = "peft"
 
@@ -114,7 +119,6 @@ class PeftBackend:
         fallback_template: str | None = None,
     ) -> float:
         from backends import peft_train, torch_model
-        from backends.chat import encode_dataset
 
         model, tokenizer, plan = self._load(model_dir, adapter_dir)
         trained = read_settings(adapter_dir, fallback_template)

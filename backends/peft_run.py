@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("usage: python -m backends.peft_run RUN.json")
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from backends import peft_train
+    from backends import peft_train  # imports torch: only once the arguments are right
 
     try:
         record = json.loads(Path(args[0]).read_text())
