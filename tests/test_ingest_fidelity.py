@@ -284,6 +284,43 @@ def test_claude_agent_file_reads_its_meta_sidecar(tmp_path):
     assert not meta.skipped
 
 
+def test_claude_2x_task_result_links_its_agent_transcript(tmp_path):
+    project = tmp_path / "-home-bob-report"
+    shutil.copytree(CC_REPORT.parent, project)
+    main_path = project / CC_REPORT.name
+    last = json.loads(main_path.read_text().splitlines()[-1])
+
+    def line(uuid: str, parent: str, kind: str, content: Any, **extra: Any) -> str:
+        record = {**last, "uuid": uuid, "parentUuid": parent, "type": kind}
+        record.pop("subtype", None)
+        record["message"] = {"role": "user" if kind == "user" else "assistant", "content": content}
+        if kind == "assistant":
+            record["message"]["id"] = f"msg_{uuid}"
+        return json.dumps({**record, **extra}) + "\n"
+
+    call = {"type": "tool_use", "id": "toolu_T9", "name": "Task"}
+    call["input"] = {"description": "Find report tests", "prompt": "Find the tests"}
+    result = {"type": "tool_result", "tool_use_id": "toolu_T9", "content": "tests/test_report.py"}
+    with main_path.open("a") as handle:
+        handle.write(line("q1", last["uuid"], "user", "which tests cover report?"))
+        handle.write(line("q2", "q1", "assistant", [call]))
+        handle.write(
+            line(
+                "q3",
+                "q2",
+                "user",
+                [result],
+                toolUseResult={"agentId": "a4f2e1c", "status": "completed"},
+            )
+        )
+    _, sessions = stored(tmp_path, project)
+    main = sessions[CC_REPORT.stem]
+    agent = sessions["agent-a4f2e1c"]
+    (tool,) = [m for m in main.messages if m.key == "r:toolu_T9"]
+    assert tool.metadata == {"subagent": agent.id}
+    assert agent.parent_id == main.id
+
+
 # --------------------------------------------------------------------------- 3. Aider
 
 

@@ -301,7 +301,7 @@ def _scan(path: Path, start: int, options: ReadOptions, skipped: Counter[str]) -
                 scanned.records.append(record)
                 if data.get("isSidechain"):
                     scanned.sidechains = True
-                elif b'"agentId"' in line and kind == "user":
+                elif kind == "user" and _names_agent(data.get("toolUseResult")):
                     scanned.agent_results.append(record)
                 continue
         if kind == "custom-title" and isinstance(data.get("customTitle"), str):
@@ -312,6 +312,10 @@ def _scan(path: Path, start: int, options: ReadOptions, skipped: Counter[str]) -
             skipped["unknown_record_type"] += 1
     scanned.scanned = scanner.end
     return scanned
+
+
+def _names_agent(result: Any) -> bool:
+    return isinstance(result, dict) and "agentId" in result
 
 
 def _groups(path: Path, scanned: _Pass) -> list[_Group]:
