@@ -8,6 +8,7 @@ redactor of a ``curate`` config.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import functools
 import re
@@ -66,13 +67,15 @@ class Redactor:
     # Shortcuts that never change the output; off in :meth:`without_shortcuts`.
     plugin_gates: bool = True
     line_cache: bool = True
-    _plugins: list[tuple[Any, str, Gate | None]] = field(default_factory=list, repr=False)
-    _user_rx: re.Pattern[str] | None = field(default=None, repr=False)
-    _base64_rx: re.Pattern[str] | None = field(default=None, repr=False)
-    _anchors: list[Check] = field(default_factory=list, repr=False)
-    _scan: SessionScan | None = field(default=None, repr=False)
-    _lines: dict[str, LineResult] = field(default_factory=dict, repr=False)
-    _derived: dict[tuple[str, ...], Redactor] = field(default_factory=dict, repr=False)
+    _plugins: list[tuple[Any, str, Gate | None]] = field(
+        default_factory=list, init=False, repr=False
+    )
+    _user_rx: re.Pattern[str] | None = field(default=None, init=False, repr=False)
+    _base64_rx: re.Pattern[str] | None = field(default=None, init=False, repr=False)
+    _anchors: list[Check] = field(default_factory=list, init=False, repr=False)
+    _scan: SessionScan | None = field(default=None, init=False, repr=False)
+    _lines: dict[str, LineResult] = field(default_factory=dict, init=False, repr=False)
+    _derived: dict[tuple[str, ...], Redactor] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._plugins = [
@@ -109,15 +112,8 @@ class Redactor:
     def _copy(
         self, usernames: tuple[str, ...], *, plugin_gates: bool, line_cache: bool
     ) -> Redactor:
-        return Redactor(
-            emails=self.emails,
-            home_paths=self.home_paths,
-            usernames=usernames,
-            email_allowlist=self.email_allowlist,
-            extra_rules=self.extra_rules,
-            base64_min_chars=self.base64_min_chars,
-            plugin_gates=plugin_gates,
-            line_cache=line_cache,
+        return dataclasses.replace(
+            self, usernames=usernames, plugin_gates=plugin_gates, line_cache=line_cache
         )
 
     def for_texts(self, texts: Sequence[str]) -> Redactor:
