@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from tiny_cycle import cycle_config
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "sessions"
@@ -57,27 +59,17 @@ LEFTOVER = re.compile(r"^\..+\.(tmp|old)$")
 
 
 def config(model: Path) -> str:
-    return f"""
-model:
-  base: {model}
-train:
-  backend: peft
-  max_steps: {MAX_STEPS}
-  per_device_train_batch_size: 4
-  gradient_accumulation_steps: 1
-  learning_rate: 3.0e-3
-  lora_dropout: 0.0
-  save_steps: 2
-  logging_steps: 1
-  cutoff_len: 128
-eval:
-  max_new_tokens: 2
-  test_cases: []
-  builtin_guards: false
-  block_on_insufficient: false
-  loss_tolerance: 100.0
-  bootstrap_resamples: 100
-"""
+    """The shared tiny-cycle config (tests/tiny_cycle.py), made quicker to evaluate."""
+    raw = yaml.safe_load(cycle_config(model, max_steps=MAX_STEPS))
+    raw["train"].update(save_steps=2, logging_steps=1, cutoff_len=128)
+    raw["eval"].update(
+        max_new_tokens=2,
+        test_cases=[],
+        builtin_guards=False,
+        loss_tolerance=100.0,
+        bootstrap_resamples=100,
+    )
+    return str(yaml.safe_dump(raw))
 
 
 def make_workspace(root: Path, model: Path) -> Path:

@@ -13,34 +13,19 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from tiny_cycle import cycle_workspace
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "sessions"
 
 
 def make_workspace(cli, tiny_model: Path, backend: str, *, max_steps: int, save_steps: int) -> Path:
-    assert cli("init", "--no-standard-sources").exit_code == 0
-    ws = cli.workspace
-    shutil.copytree(EXAMPLES, ws / "sessions", dirs_exist_ok=True)
-    (ws / "mlx-rsi.yaml").write_text(
-        f"""
-model:
-  base: {tiny_model}
-train:
-  backend: {backend}
-  max_steps: {max_steps}
-  per_device_train_batch_size: 4
-  gradient_accumulation_steps: 1
-  learning_rate: 3.0e-3
-  lora_dropout: 0.0
-  save_steps: {save_steps}
-  logging_steps: 2
-  cutoff_len: 256
-eval:
-  max_new_tokens: 4
-  block_on_insufficient: false  # a handful of held-out cases: the loss decides
-"""
-    )
+    """The shared tiny-cycle workspace (tests/tiny_cycle.py) with its own checkpoint cadence."""
+    ws = cycle_workspace(cli, tiny_model, backend=backend, max_steps=max_steps)
+    config = yaml.safe_load((ws / "mlx-rsi.yaml").read_text())
+    config["train"]["save_steps"] = save_steps
+    (ws / "mlx-rsi.yaml").write_text(yaml.safe_dump(config))
     return ws
 
 
