@@ -53,8 +53,16 @@ log = logging.getLogger("bench_quality")
 class Row:
     name: str
     examples: int
-    report: Any  # EvalReport
+    report: dict[str, Any]  # EvalReport.to_dict()
     minutes: float
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{self.name}.json").write_text(json.dumps(dataclasses.asdict(self)))
+
+
+def load_rows(folder: Path) -> list[Row]:
+    return [Row(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
 
 
 def variant(cfg: Any, name: str) -> Any:
@@ -65,11 +73,12 @@ def variant(cfg: Any, name: str) -> Any:
     return dataclasses.replace(cfg, curate=curate, synth=synth)
 
 
-def write_config(ws_root: Path, model: str, auto: bool) -> None:
+def write_config(ws_root: Path, model: str, auto: bool, max_steps: int | None) -> None:
     suite = CORPUS / "heldout.yaml"
+    steps = f"  max_steps: {max_steps}\n" if max_steps else ""
     (ws_root / "mlx-rsi.yaml").write_text(
         f"model:\n  base: {model}\ntrain:\n  backend: peft\n  auto: {str(auto).lower()}\n"
-        f"eval:\n  suites: [{suite}]\n"
+        f"{steps}eval:\n  suites: [{suite}]\n"
     )
 
 
@@ -84,7 +93,9 @@ def run_default(ws: Any, cfg: Any, say: Callable[[str], None]) -> Row:
         )
     manifest = json.loads((ws.datasets_dir / result.dataset / "manifest.json").read_text())
     examples = manifest["counts"]["train"]
-    return Row("default", examples, result.evaluation, (time.monotonic() - started) / 60)
+    minutes = (time.monotonic() - started) / 60
+    assert result.evaluation is not None, "the cycle did not evaluate"
+    return Row("default", examples, result.evaluation.to_dict(), minutes)
 
 
 def run_baseline(
@@ -126,7 +137,7 @@ def run_baseline(
     )
     report = evaluate_and_gate(ws, cfg, backend, target, keep_suites=False)
     say(report.summary())
-    return Row(name, len(train), report, (time.monotonic() - started) / 60)
+    return Row(name, len(train), report.to_dict(), (time.monotonic() - started) / 60)
 
 
 def _progress(say: Callable[[str], None]) -> Callable[[Any], None]:
@@ -139,32 +150,30 @@ def _progress(say: Callable[[str], None]) -> Callable[[Any], None]:
     return on_event
 
 
-def _primary(report: Any, side: str) -> dict[tuple[str, str], bool]:
+def _primary(report: dict[str, Any], side: str) -> dict[tuple[str, str], bool]:
     return {
-        (c.suite, c.case_id): getattr(c, side).passed for c in report.cases if c.kind == "primary"
+        (c["suite"], c["id"]): c[f"{side}_pass"] for c in report["cases"] if c["kind"] == "primary"
     }
 
 
-def _suite_rate(report: Any, suite: str, side: str) -> str:
-    score = report.suites.get(suite)
-    if score is None:
-        return "-"
-    return f"{getattr(score, f'{side}_rate'):.0%}"
+def _violations(report: dict[str, Any], side: str) -> int:
+    return sum(bool(c[f"{side}_violations"]) for c in report["cases"])
 
 
-def table(rows: list[Row], cfg: Any) -> list[str]:
+def _suite_rate(report: dict[str, Any], suite: str, side: str) -> str:
+    score = report["suites"].get(suite)
+    return f"{score[f'{side}_rate']:.0%}" if score else "-"
+
+
+def table(rows: list[Row], seed: int) -> list[str]:
+    """The markdown table (rows hold report dicts, so saved rows render the same)."""
     from mlx_rsi.eval.stats import paired_bootstrap
 
-    default = next(r for r in rows if r.name == "default")
-    ours = _primary(default.report, "candidate")
+    default = next(r for r in rows if r.name == "default").report
+    ours = _primary(default, "candidate")
     keys = sorted(ours)
-    base = _primary(default.report, "baseline")
-    suites = [
-        s
-        for s in default.report.suites
-        if default.report.suites[s]
-        and any(c.kind == "primary" and c.suite == s for c in default.report.cases)
-    ]
+    base = _primary(default, "baseline")
+    suites = sorted({c["suite"] for c in default["cases"] if c["kind"] == "primary"})
     head = [
         "row",
         "train examples",
@@ -176,48 +185,39 @@ def table(rows: list[Row], cfg: Any) -> list[str]:
         "minutes",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    base_row = [
+
+    def pct(values: dict[tuple[str, str], bool]) -> str:
+        return f"{sum(values[k] for k in keys) / len(keys):.0%}"
+
+    def ci(before: dict[tuple[str, str], bool], after: dict[tuple[str, str], bool]) -> str:
+        d = paired_bootstrap([before[k] for k in keys], [after[k] for k in keys], seed=seed)
+        return f"{d.difference:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
+
+    base_cells = [
         "base",
         "0",
-        f"{sum(base.values()) / len(keys):.0%}",
-        *[_suite_rate(default.report, s, "baseline") for s in suites],
+        pct(base),
+        *[_suite_rate(default, s, "baseline") for s in suites],
         "-",
-        _ci(paired_bootstrap([base[k] for k in keys], [ours[k] for k in keys], seed=cfg.eval.seed)),
-        str(sum(bool(c.baseline.violations) for c in default.report.cases)),
+        ci(base, ours),
+        str(_violations(default, "baseline")),
         "-",
     ]
-    lines.append("| " + " | ".join(base_row) + " |")
+    lines.append("| " + " | ".join(base_cells) + " |")
     for row in rows:
         mine = _primary(row.report, "candidate")
-        vs_base = paired_bootstrap(
-            [base[k] for k in keys], [mine[k] for k in keys], seed=cfg.eval.seed
-        )
-        vs_row = (
-            "-"
-            if row.name == "default"
-            else _ci(
-                paired_bootstrap(
-                    [mine[k] for k in keys], [ours[k] for k in keys], seed=cfg.eval.seed
-                )
-            )
-        )
-        violations = sum(bool(c.candidate.violations) for c in row.report.cases)
         cells = [
             row.name,
             str(row.examples),
-            f"{sum(mine.values()) / len(keys):.0%}",
+            pct(mine),
             *[_suite_rate(row.report, s, "candidate") for s in suites],
-            _ci(vs_base),
-            vs_row,
-            str(violations),
+            ci(base, mine),
+            "-" if row.name == "default" else ci(mine, ours),
+            str(_violations(row.report, "candidate")),
             f"{row.minutes:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
-
-
-def _ci(d: Any) -> str:
-    return f"{d.difference:+.0%} [{d.low:+.0%}, {d.high:+.0%}]"
 
 
 def machine() -> str:
@@ -243,40 +243,48 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: temporary)")
     parser.add_argument("--rows", default="default,all,success", help="rows besides base")
     parser.add_argument("--no-auto", action="store_true", help="train.auto off for every row")
+    parser.add_argument("--max-steps", type=int, default=None, help="smoke test: steps per run")
+    parser.add_argument("--table-only", action="store_true", help="render the saved rows in --out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("matplotlib", "httpx", "mlx_rsi", "backends"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    if not args.table_only:
+        run_rows(args, out)
+    rows = load_rows(out / "rows")
+    order = {"all": 0, "success": 1, "default": 2}
+    rows.sort(key=lambda r: order.get(r.name, 9))
+    header = (out / "header.txt").read_text().strip()
+    text = "\n".join([header, "", *table(rows, seed=0)])
+    (out / "bench_quality.md").write_text(text + "\n")
+    sys.stdout.write(text + "\n")
+
+
+def run_rows(args: argparse.Namespace, out: Path) -> None:
     from mlx_rsi.config import load_config
     from mlx_rsi.workspace import Workspace
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench-quality-"))
     if not (CORPUS / "logs").is_dir():
         subprocess.run([sys.executable, str(CORPUS / "build_corpus.py")], check=True)
     ws = Workspace(out / "ws")
-    if ws.root.exists():
-        shutil.rmtree(ws.root)
+    for old in (ws.root, out / "rows"):
+        if old.exists():
+            shutil.rmtree(old)
     ws.create()
-    write_config(ws.root, args.model, auto=not args.no_auto)
+    write_config(ws.root, args.model, auto=not args.no_auto, max_steps=args.max_steps)
     cfg = load_config(ws.config_path)
     say = log.info
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rows = [run_default(ws, cfg, say)]
-    dataset_dir = ws.datasets_dir / rows[0].report.version
+    auto = "off" if args.no_auto or args.max_steps else "on"
+    (out / "header.txt").write_text(
+        f"{started}, {machine()}, model {args.model}, backend peft (CPU), train.auto {auto}\n"
+    )
+    default = run_default(ws, cfg, say)
+    default.save(out / "rows")
+    dataset_dir = ws.datasets_dir / default.report["version"]
     for name in [r for r in args.rows.split(",") if r and r != "default"]:
-        rows.append(run_baseline(ws, cfg, name, dataset_dir, say))
-    order = {"all": 0, "success": 1, "default": 2}
-    rows.sort(key=lambda r: order.get(r.name, 9))
-    lines = [
-        f"{started}, {machine()}, model {args.model}, backend peft (CPU), "
-        f"train.auto {'off' if args.no_auto else 'on'}",
-        "",
-        *table(rows, cfg),
-    ]
-    text = "\n".join(lines)
-    (out / "bench_quality.md").write_text(text + "\n")
-    sys.stdout.write(text + "\n")
-    sys.stdout.write(f"\nreports: {ws.reports_dir}\n")
+        run_baseline(ws, cfg, name, dataset_dir, say).save(out / "rows")
 
 
 if __name__ == "__main__":
