@@ -7,8 +7,9 @@ Measured in one run, on a temporary workspace whose sessions folder holds
 - an idle daemon (defaults: debounce 30 s, checks every 60 s; no cycle can start)
   watching those files for ``--seconds`` (60): CPU % of one core and RSS (peak of
   1 s samples), plus whether any ML framework got imported (it must not);
-- latency: a daemon with ``min_new_examples: 1`` and ``debounce_seconds: 2``; a
-  qualifying session file (answers marked successful) is written and the time to
+- latency: a daemon with ``debounce_seconds: 2`` one example short of
+  ``min_new_examples``; a qualifying session file (an answer marked successful) is
+  written and the time to
   the daemon's "cycle" state is measured, ``--latency-runs`` times. The cycle then
   stops at once (the base model is missing on purpose): only the start matters.
   The debounce is the designed floor of that latency, reported as its anchor.
@@ -34,6 +35,14 @@ import psutil
 
 EXE = Path(sys.executable).with_name("mlx-rsi")
 HEAVY = ("torch", "mlx", "transformers", "peft")
+# Unrelated requests: near-duplicate detection would merge variations of one sentence.
+QUALIFYING = [
+    ("How do I rotate the staging deploy key?", "Add the new key, then revoke the old one."),
+    ("Why does pytest hang on CI?", "A fixture waits on a socket; give it a timeout."),
+    ("Convert this YAML loader to safe_load", "Replace yaml.load(f) with yaml.safe_load(f)."),
+    ("Write a README section about install", "## Install\n\npip install the package."),
+    ("What does SIGTERM do to the daemon?", "It checkpoints at the next step and exits."),
+]
 
 
 def make_workspace(root: Path, files: int) -> Path:
@@ -125,23 +134,24 @@ def bench_anchor(seconds: float) -> tuple[float, float]:
 
 
 def bench_latency(ws: Path, runs: int, logs: Path) -> list[float]:
-    schedule = (
-        "  min_new_examples: 1\n  debounce_seconds: 2\n  rescan_minutes: 600\n"
-        "  min_cpu_idle: 0\n  require_ac_power: false\n"  # latency of the trigger path only
-    )
-    write_config(ws, schedule)
     times = []
     for run in range(runs):
+        # Run k needs k qualifying examples: the k-1 of earlier runs stay below it. Each
+        # run's cycle fails at once (no model), and a failed cycle is not retried before
+        # the next rescan: forget it, so every run measures a fresh trigger.
+        write_config(
+            ws,
+            f"  min_new_examples: {run + 1}\n  debounce_seconds: 2\n  rescan_minutes: 600\n"
+            "  min_cpu_idle: 0\n  require_ac_power: false\n",  # the trigger path only
+        )
+        (ws / "daemon" / "state.json").unlink(missing_ok=True)
         daemon = start(ws, logs / f"latency-{run}.log")
         try:
             wait_for(lambda: state(ws).get("state") == "idle")
-            target = ws / "sessions" / "qualifying" / f"run-{run}-{time.time_ns()}.jsonl"
+            target = ws / "sessions" / "qualifying" / f"run-{run}.jsonl"
             target.parent.mkdir(exist_ok=True)
-            line = {
-                "user": f"How do I rotate the deploy key, run {run}?",
-                "assistant": "Create a new key, add it to the server, then revoke the old one.",
-                "metadata": {"success": True},
-            }
+            user, assistant = QUALIFYING[run % len(QUALIFYING)]
+            line = {"user": user, "assistant": assistant, "metadata": {"success": True}}
             began = time.perf_counter()
             target.write_text(json.dumps(line) + "\n")
             wait_for(lambda: state(ws).get("state") in ("starting cycle", "cycle"))
@@ -156,7 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--latency-runs", type=int, default=3)
+    parser.add_argument("--latency-runs", type=int, default=3, choices=range(1, 6))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-watch-") as tmp:
         root = Path(tmp)
