@@ -123,16 +123,20 @@ def _check(base: str, value: str | tuple[str, ...], answer: str) -> bool:
 # --------------------------------------------------------------------------- loading
 
 
-def load_suite(path: Path, *, kind: str | None = None) -> Suite:
-    """The suite in ``path``; ``kind`` overrides the file's own."""
+def read_yaml(path: Path, what: str = "suite") -> Any:
+    """The YAML data of a suite-like file; a missing or unreadable one is one SuiteError line."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise SuiteError(f"suite file not found: {path}") from e
+        raise SuiteError(f"{what} file not found: {path}") from e
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise SuiteError(f"{path}: cannot read suite: {first}") from e
-    suite = parse_suite(raw, str(path), default_name=path.stem)
+        raise SuiteError(f"{path}: cannot read {what}: {first}") from e
+
+
+def load_suite(path: Path, *, kind: str | None = None) -> Suite:
+    """The suite in ``path``; ``kind`` overrides the file's own."""
+    suite = parse_suite(read_yaml(path), str(path), default_name=path.stem)
     if kind is not None and kind != suite.kind:
         suite = Suite(suite.name, kind, suite.cases, suite.source)
     return suite
