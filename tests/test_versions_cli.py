@@ -154,3 +154,12 @@ def test_status_shows_the_last_cycle_table(cli) -> None:
         "+60% success",
     ):
         assert text in out, (text, out)
+
+
+def test_eval_without_a_version_is_one_line(cli) -> None:
+    assert cli("init", "--no-standard-sources").exit_code == 0
+    code, _out, err = cli.main("eval")
+    assert code == 2 and "no version to evaluate: nothing is promoted yet" in err
+    code, _out, err = cli.main("eval", "v4.2")
+    assert code == 2 and "no version 'v4.2'" in err
+    assert err.strip().count("\n") == 0
