@@ -437,7 +437,7 @@ def _run_stage(ctx: CycleContext, stage: Stage) -> None:
         crash_point(stage.name, "end")
     except BaseException as e:
         if event_id is not None:
-            store.end_event(conn, event_id, *_failure(e))
+            _close_event(conn, event_id, e)
         raise
     result = outcome.result if stage.recorded else None
     store.complete_stage(conn, cycle.id, stage.name, result=result, event_id=event_id,
@@ -446,6 +446,15 @@ def _run_stage(ctx: CycleContext, stage: Stage) -> None:
         ctx.results[stage.name] = result
     ctx.report(outcome.summary)
     crash_point(stage.name, "done")
+
+
+def _close_event(conn: sqlite3.Connection, event_id: int, error: BaseException) -> None:
+    """Record the stage's failure; if even that fails (a full disk), the stage's own error
+    is the one to report, and the row is closed by the next run."""
+    try:
+        store.end_event(conn, event_id, *_failure(error))
+    except sqlite3.Error as e:
+        log.warning("could not record the failure of event %d: %s", event_id, e)
 
 
 def _failure(error: BaseException) -> tuple[str, str]:

@@ -318,3 +318,14 @@ def test_status_tells_a_running_cycle_from_an_interrupted_one(ws, conn):
         conn.execute("UPDATE runs SET status = 'done'")
     store.finish_cycle(conn, record.id)
     assert workspace_status(ws).interrupted_runs == []  # a finished run is not listed
+
+
+def test_a_stage_error_is_reported_even_when_its_failure_cannot_be_recorded(ws, toy, monkeypatch):
+    toy(ToyStages(fail="heavy"))
+
+    def full(*args: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "end_event", full)
+    with pytest.raises(OSError, match="No space left"):  # not the store's error
+        run(ws)
