@@ -64,7 +64,7 @@ PIECES = [
 def reference(session: Session, cfg: CurateConfig) -> Counter[str]:
     """The pipeline without shortcuts: every text through every stage and plugin."""
     slots = session_slots(session)
-    texts = [slot.get() for slot in slots]
+    texts = [slot.text for slot in slots]
     redactor = redactor_for(cfg).for_texts(texts).without_shortcuts()
     counts: Counter[str] = Counter()
     found: dict[str, str] = {}

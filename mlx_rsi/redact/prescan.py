@@ -17,7 +17,7 @@ from operator import add
 from typing import NamedTuple
 
 from mlx_rsi.redact.keyed import ASSIGNMENT_AT, KEYWORDS
-from mlx_rsi.redact.literals import FOLD_BYTES, fold, multi_finder, texts_holding
+from mlx_rsi.redact.literals import FOLD_BYTES, fold, multi_finder, texts_at, texts_holding
 from mlx_rsi.redact.pii import NUMBER_NEEDLES, OWNER_MARKERS, home_users
 
 # (anchor, its regex when written "re:…", indexes of the rules it gates)
@@ -170,17 +170,9 @@ class SessionScan:
             if plain is not None and plain[index] and match(folded, start) is None:
                 continue
             assignments.setdefault(index, []).append(start - offsets[index])
-        homes: set[int] = set()
-        owners: set[int] = set()
-        numbers: set[int] = set()
-        for pattern, start in [(p, s) for p, s, _ in hits if not keyword[p]]:
-            index = bisect_right(offsets, start) - 1
-            if home[pattern]:
-                homes.add(index)
-            elif owner[pattern]:
-                owners.add(index)
-            elif number[pattern]:
-                numbers.add(index)
+        homes = texts_at([hit for hit in hits if home[hit[0]]], offsets)
+        owners = texts_at([hit for hit in hits if owner[hit[0]]], offsets)
+        numbers = texts_at([hit for hit in hits if number[hit[0]]], offsets)
         return assignments, homes, owners, numbers
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mlx_rsi.redact.keyed import hidden_by_key
 from mlx_rsi.redact.placeholders import secret_placeholder
@@ -30,17 +30,13 @@ MEMO_MIN_CHARS = 256  # texts this long are redacted once per session (files rea
 
 class Slot(NamedTuple):
     """Where one string of a session lives: an object's attribute or a container's
-    item. ``hidden``: the string sits under a secret-looking key (``password``,
-    ``DB_TOKEN``) and is replaced whole."""
+    item, with the string found there by the walk. ``hidden``: it sits under a
+    secret-looking key (``password``, ``DB_TOKEN``) and is replaced whole."""
 
     holder: Any
     key: Any
+    text: str
     hidden: bool = False
-
-    def get(self) -> str:
-        if isinstance(self.holder, dict | list):
-            return cast(str, self.holder[self.key])
-        return cast(str, getattr(self.holder, self.key))
 
     def set(self, value: str) -> None:
         if isinstance(self.holder, dict | list):
@@ -51,18 +47,22 @@ class Slot(NamedTuple):
 
 def session_slots(session: Session) -> list[Slot]:
     """Every string slot of ``session``, in a fixed order (see the module docstring)."""
-    slots = [Slot(session, a) for a in ("project", "title") if isinstance(getattr(session, a), str)]
+    slots = [
+        Slot(session, attribute, value)
+        for attribute in ("project", "title")
+        if isinstance(value := getattr(session, attribute), str)
+    ]
     slots.extend(_json_slots(session.metadata))
     for message in session.messages:
-        slots.append(Slot(message, "text"))
+        slots.append(Slot(message, "text", message.text))
         if message.reasoning:
-            slots.append(Slot(message, "reasoning"))
+            slots.append(Slot(message, "reasoning", message.reasoning))
         for call in message.tool_calls:
             if isinstance(call.arguments, str):
-                slots.append(Slot(call, "arguments"))
+                slots.append(Slot(call, "arguments", call.arguments))
             else:
                 slots.extend(_json_slots(call.arguments))
-        slots.extend(Slot(signal, "detail") for signal in message.signals)
+        slots.extend(Slot(signal, "detail", signal.detail) for signal in message.signals)
         slots.extend(_json_slots(message.metadata))
     return slots
 
@@ -72,13 +72,13 @@ def _json_slots(value: Any) -> Iterator[Slot]:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, str):
-                yield Slot(value, key, hidden_by_key(key, item))
+                yield Slot(value, key, item, hidden_by_key(key, item))
             else:
                 yield from _json_slots(item)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             if isinstance(item, str):
-                yield Slot(value, index)
+                yield Slot(value, index, item)
             else:
                 yield from _json_slots(item)
 
@@ -92,7 +92,7 @@ def redact_session(session: Session, cfg: CurateConfig) -> Counter[str]:
     followed by the bare value in a command line, a file read twice …).
     """
     slots = session_slots(session)
-    texts = [slot.get() for slot in slots]
+    texts = [slot.text for slot in slots]
     run = _SessionRedaction(redactor_for(cfg), texts)
     outputs = [run.hide(i) if slot.hidden else run.fix(i) for i, slot in enumerate(slots)]
     values = sorted(run.found, key=len, reverse=True)
