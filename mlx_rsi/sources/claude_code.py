@@ -551,11 +551,9 @@ def _title(group: _Group, scanned: _Pass) -> str | None:
         return scanned.custom_title
     if not scanned.summaries:
         return None
-    own = {r.uuid for r in group.records} | {
-        u for u, r in scanned.nodes.items() if not r.data.get("isSidechain")
-    }
     for leaf, summary in reversed(scanned.summaries):
-        if leaf in own:
+        node = scanned.nodes.get(leaf)
+        if node is not None and (group.name == "agent" or not node.data.get("isSidechain")):
             return summary
     return None
 
