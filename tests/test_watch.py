@@ -58,10 +58,10 @@ def ws(cli) -> Path:
 
 
 class Daemon:
-    def __init__(self, ws: Path, log: Path) -> None:
+    def __init__(self, ws: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.ws = ws
         self.log = log
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [str(EXE), "--workspace", str(ws), "watch", "--foreground"],
@@ -96,8 +96,8 @@ class Daemon:
 def daemons(tmp_path) -> Iterator[Callable[[Path], Daemon]]:
     started: list[Daemon] = []
 
-    def start(ws: Path) -> Daemon:
-        daemon = Daemon(ws, tmp_path / f"daemon-{len(started)}.log")
+    def start(ws: Path, env: dict[str, str] | None = None) -> Daemon:
+        daemon = Daemon(ws, tmp_path / f"daemon-{len(started)}.log", env)
         started.append(daemon)
         return daemon
 
@@ -113,9 +113,13 @@ def query(ws: Path, sql: str) -> list[tuple]:
         return [tuple(r) for r in conn.execute(sql)]
 
 
-def test_threshold_then_exactly_one_cycle_promoted(cli, ws, daemons, tiny_llama_dir):
-    write_config(ws, tiny_llama_dir, min_new=10)
-    daemon = daemons(ws)
+def test_threshold_then_exactly_one_cycle_promoted_and_published(cli, ws, daemons, tiny_llama_dir):
+    from hub_server import HubServer
+
+    hub = HubServer().__enter__()  # loopback Hub; publish.auto pushes the promoted version
+    publish = f"publish:\n  auto: true\n  repo_id: me/tiny\n  endpoint: {hub.url}\n"
+    write_config(ws, tiny_llama_dir, min_new=10, extra=publish)
+    daemon = daemons(ws, {"HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_testTOKENabcdef1234567890"})
     daemon.wait("first check", lambda: daemon.state().get("new_examples") == 0)
     shutil.copytree(EXAMPLES / "bugfix-day", ws / "sessions" / "bugfix-day")
     daemon.wait("a few new examples", lambda: daemon.state().get("new_examples", 0) > 0)
@@ -138,7 +142,11 @@ def test_threshold_then_exactly_one_cycle_promoted(cli, ws, daemons, tiny_llama_
     log = (ws / "logs" / "daemon.log").read_text()
     for stage in ("ingest", "curate", "dataset", "train", "evaluate"):
         assert f" {stage}" in log
-    assert "cycle promoted: v1.1 promoted" in log
+    assert "cycle promoted: v1.1 promoted; publish: published v1.1" in log
+    assert "hf_testTOKEN" not in log
+    hub.__exit__()
+    assert "v1.1" in hub.state.tags["me/tiny"]
+    assert any(path.endswith("config.json") for path in hub.state.files["me/tiny"])
     # The cycle loaded torch: the daemon started afresh (same PID) to give its memory back.
     assert "daemon restarting" in log and log.count("daemon started (PID") == 2
     assert daemon.proc.poll() is None and state["pid"] == daemon.proc.pid

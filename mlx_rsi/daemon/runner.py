@@ -266,11 +266,12 @@ class Daemon:
                     report=self._report,
                     on_train_event=self._on_train_event,
                 )
-            outcome = "promoted" if result.promoted else "rejected"
-            message = f"{result.version} {outcome}"
-            self._counted |= keys
-            write_counted(self.ws.root, self._counted)
-            self._maybe_publish(result)
+                outcome = "promoted" if result.promoted else "rejected"
+                message = f"{result.version} {outcome}"
+                self._counted |= keys
+                write_counted(self.ws.root, self._counted)
+                if result.promoted and self.cfg.publish.auto:
+                    message += "; " + self._publish(result.version)
         except LockHeldError as e:
             log.info("cycle postponed: %s", e.message)
             self.state.update(state="idle", stage=None, reason=f"postponed: {e.message}")
@@ -346,21 +347,16 @@ class Daemon:
         self._last_probe = time.monotonic()
         return self.probe.read()
 
-    def _maybe_publish(self, result: Any) -> None:
-        if not result.promoted or not getattr(self.cfg.publish, "auto", False):
-            return
-        import importlib
+    def _publish(self, version: str) -> str:
+        """publish.auto: push the promoted version; a failure is logged, the cycle stands."""
+        from mlx_rsi.publish import publish_version
 
+        self.state.update(stage="publish")
         try:
-            publish = importlib.import_module("mlx_rsi.publish")
-        except ImportError:
-            log.warning("publish.auto is set but this mlx-rsi has no publish stage")
-            return
-        try:
-            outcome = publish.publish(self.ws, self.cfg, version=result.version)
-            log.info("publish: %s", getattr(outcome, "summary", lambda: outcome)())
+            return publish_version(self.ws, self.cfg, version, report=self._report).summary()
         except MlxRsiError as e:
             log.error("publish failed: %s", e.one_line())
+            return f"publish failed: {e.one_line()}"
 
 
 HEAVY_MODULES = ("torch", "mlx", "transformers")
