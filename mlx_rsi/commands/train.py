@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import click
 
 from backends.base import TrainEvent
 from mlx_rsi.commands import config_option, pass_app, writes_workspace
-from mlx_rsi.config import with_overrides
+from mlx_rsi.config import Config, with_overrides
 from mlx_rsi.context import AppContext
 from mlx_rsi.cycle import run_cycle
+from mlx_rsi.estimate import Estimate, StepClock, estimate_cycle, format_minutes, from_clock
 from mlx_rsi.ui import UI
+from mlx_rsi.workspace import Workspace
 
 
 @click.command()
@@ -35,6 +38,11 @@ from mlx_rsi.ui import UI
     is_flag=True,
     help="Resume the interrupted cycle (the default when one exists; kept for clarity).",
 )
+@click.option(
+    "--estimate",
+    is_flag=True,
+    help="Only estimate training time and peak memory from a few measured steps.",
+)
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @pass_app
 @writes_workspace(creates=True)
@@ -47,6 +55,7 @@ def train(
     epochs: float | None,
     fresh: bool,
     resume: bool,
+    estimate: bool,
     paths: tuple[Path, ...],
 ) -> None:
     """Run one cycle: ingest, curate, build dataset vX.Y, train, evaluate, promote, fuse.
@@ -55,8 +64,9 @@ def train(
     the configured sources.
 
     \b
-    Example:
+    Examples:
       mlx-rsi train --config configs/recursive_v1.1.yaml --model ./base-model
+      mlx-rsi train --estimate      # time and peak memory, from a few measured steps
     """
     if fresh and resume:
         raise click.UsageError("--fresh and --resume contradict each other")
@@ -73,9 +83,14 @@ def train(
     if not ws.exists():
         ws.create()
     ui = UI(app.quiet)
+    if estimate:
+        _estimate_only(ui, ws, cfg, list(paths) or None)
+        return
+    timer = TrainingTimer(ui, cfg)
     with ui.progress("training", total=None) as bar:
 
         def on_event(event: TrainEvent) -> None:
+            timer(event)
             if event.kind in ("step", "eval", "end"):
                 bar.update(event.step, _status(event), total=event.total_steps or None)
             if event.kind == "end":
@@ -93,11 +108,59 @@ def train(
             fresh=fresh,
             ingest_paths=list(paths) or None,
         )
+    timer.report_actual()
     if result.promoted:
         ui.line(f"cycle {result.version}: promoted; fused model in {result.artifacts['hf']}")
     else:
         report = ws.reports_dir / f"{result.version}.md"
         ui.line(f"cycle {result.version}: not promoted; see {report}")
+
+
+def _estimate_only(ui: UI, ws: Workspace, cfg: Config, paths: list[Path] | None) -> None:
+    with ui.progress("estimate: training a few steps", total=None) as bar:
+        result = estimate_cycle(ws, cfg, paths)
+        bar.finish()
+    ui.line(result.describe())
+
+
+class TrainingTimer:
+    """The cycle's estimate from its run's first steps, then the actual training time."""
+
+    def __init__(self, ui: UI, cfg: Config) -> None:
+        self.ui, self.cfg = ui, cfg
+        self.clock: StepClock | None = None
+        self.examples = 0
+        self.estimate: Estimate | None = None
+        self.first_start: float | None = None
+        self.last_end: float | None = None
+
+    def __call__(self, event: TrainEvent) -> None:
+        now = time.perf_counter()
+        if event.kind == "start":
+            self.first_start = self.first_start or now
+            self.examples = int(event.extra.get("examples") or self.examples)
+            if self.clock is None:
+                self.clock = StepClock()
+                self.clock.began = self.clock.started = now
+        if self.clock is None or self.estimate is not None:
+            self.last_end = now if event.kind == "end" else self.last_end
+            return
+        self.clock(event)
+        if event.kind == "step":
+            trials = 3 if self.cfg.train.auto and self.cfg.train.max_steps is None else 1
+            self.estimate = from_clock(self.clock, self.examples, trials)
+            if self.estimate is not None:
+                self.ui.info(f"  {self.estimate.describe()}")
+
+    def report_actual(self) -> None:
+        if self.estimate is None or self.first_start is None or self.last_end is None:
+            return
+        actual = self.last_end - self.first_start
+        self.ui.line(
+            f"train: took {format_minutes(actual)} (estimated "
+            f"{format_minutes(self.estimate.seconds)} after its first "
+            f"{self.estimate.measured_steps} steps)"
+        )
 
 
 def _status(event: TrainEvent) -> str:
