@@ -71,6 +71,8 @@ LEAKS: list[tuple[str, str, tuple[str, ...]]] = [
     ("phone us", "call me at 415-555-0132 tomorrow", ("555-0132",)),
     ("phone parens", "office (415) 555-0199", ("555-0199",)),
     ("phone intl", "whatsapp +44 20 7946 0958", ("7946 0958",)),
+    ("phone ending a sentence", "rotated; call 415-555-0132.", ("555-0132",)),
+    ("card ending a sentence", "charge 4111111111111111.", ("4111111111111111",)),
 ]
 
 
