@@ -72,6 +72,8 @@ class Cycle:
     batch: str
     version: str = ""
     seconds: float = 0.0
+    estimate: str = ""  # `train --estimate`'s line
+    estimate_seconds: float = 0.0  # what `train --estimate` itself took
     report: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -126,8 +128,15 @@ def run_batch(cli: list[str], ws: Path, batch: str, max_steps: int | None) -> Cy
     files = sum(1 for p in inbox.rglob("*") if p.is_file())
     _say(f"\n=== {batch}: {files} session logs arrive in {inbox.parent} ===")
     cycle = Cycle(batch)
-    started = time.monotonic()
     extra = ["--max-steps", str(max_steps)] if max_steps else []
+    started = time.monotonic()
+    measured = subprocess.run(
+        [*cli, "train", "--estimate", *extra], check=True, stdout=subprocess.PIPE, text=True
+    )
+    cycle.estimate = measured.stdout.strip().splitlines()[-1]
+    _say(cycle.estimate)
+    cycle.estimate_seconds = time.monotonic() - started
+    started = time.monotonic()
     done = subprocess.run([*cli, "train", *extra])
     cycle.seconds = time.monotonic() - started
     if done.returncode != 0:
@@ -206,6 +215,10 @@ def summarize(
         ["version", *stage_names],
         [[c.version, *[_minutes(c.stages.get(s)) for s in stage_names]] for c in cycles],
     )
+    for cycle in cycles:
+        actual = _minutes(cycle.stages.get("train"))
+        _say(f"{cycle.version}: {cycle.estimate} [{cycle.estimate_seconds:.0f}s to measure]; "
+             f"actual train stage {actual} min")  # fmt: skip
     ui.table("Artifacts", ["path", "size"], artifact_rows(ws))
     _say(f"\nbase model preparation: {base_seconds / 60:.1f} min; whole demo: {total / 60:.1f} min")
     _say("secrets planted in the sessions found in datasets/reports/models: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mlx_rsi.config import Config, with_overrides
 from mlx_rsi.context import AppContext
 from mlx_rsi.cycle import run_cycle
 from mlx_rsi.estimate import Estimate, StepClock, estimate_cycle, format_minutes, from_clock
-from mlx_rsi.ui import UI
+from mlx_rsi.ui import UI, ProgressTask
 from mlx_rsi.workspace import Workspace
 
 
@@ -87,14 +88,12 @@ def train(
         _estimate_only(ui, ws, cfg, list(paths) or None)
         return
     timer = TrainingTimer(ui, cfg)
-    with ui.progress("training", total=None) as bar:
+    with StageBars(ui) as bars:
 
         def on_event(event: TrainEvent) -> None:
             timer(event)
             if event.kind in ("step", "eval", "end"):
-                bar.update(event.step, _status(event), total=event.total_steps or None)
-            if event.kind == "end":
-                bar.finish()
+                bars.training(event.step, _status(event), event.total_steps or None)
             elif event.kind == "save":
                 ui.info(f"  checkpoint at step {event.step}: {event.message}")
             elif event.kind == "stop":
@@ -103,7 +102,7 @@ def train(
         result = run_cycle(
             ws,
             cfg,
-            report=ui.line,
+            report=bars.report,
             on_train_event=on_event,
             fresh=fresh,
             ingest_paths=list(paths) or None,
@@ -114,6 +113,63 @@ def train(
     else:
         report = ws.reports_dir / f"{result.version}.md"
         ui.line(f"cycle {result.version}: not promoted; see {report}")
+
+
+# A stage's summary line (its first word) -> what runs next, shown with a live bar.
+NEXT = {
+    "ingested": "curating",
+    "curate:": "building the dataset",
+    "dataset": "training",
+    "train:": "evaluating both models on the suites",
+    "evaluate:": "fusing the adapter",
+    "promote:": "exporting",
+}
+
+
+class StageBars:
+    """One live bar per long stage of the cycle: the training steps, elapsed time else.
+
+    The cycle reports one line per finished stage; the bar of the stage that follows
+    runs until the next line (or the end of the cycle).
+    """
+
+    def __init__(self, ui: UI) -> None:
+        self.ui = ui
+        self.stack = contextlib.ExitStack()
+        self.bar: ProgressTask | None = None
+        self.phase = ""
+
+    def __enter__(self) -> StageBars:
+        self._start("ingesting")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+    def report(self, line: str) -> None:
+        self._stop()
+        self.ui.line(line)
+        following = NEXT.get(line.split(" ", 1)[0])
+        if following:
+            self._start(following)
+
+    def training(self, step: int, status: str, total: int | None) -> None:
+        if self.phase != "training":
+            self._stop()
+            self._start("training")
+        if self.bar is not None:
+            self.bar.update(step, status, total=total)
+
+    def _start(self, phase: str) -> None:
+        self.phase = phase
+        self.stack = contextlib.ExitStack()
+        self.bar = self.stack.enter_context(self.ui.progress(phase, total=None))
+
+    def _stop(self) -> None:
+        if self.bar is not None:
+            self.bar.finish()
+        self.stack.close()
+        self.bar, self.phase = None, ""
 
 
 def _estimate_only(ui: UI, ws: Workspace, cfg: Config, paths: list[Path] | None) -> None:
