@@ -132,7 +132,12 @@ def test_threshold_then_exactly_one_cycle_promoted_and_published(cli, ws, daemon
     for folder in sorted(EXAMPLES.iterdir()):
         shutil.copytree(folder, ws / "sessions" / folder.name, dirs_exist_ok=True)
     daemon.wait("a promoted version", lambda: daemon.state().get("last_cycle"), timeout=600)
-    daemon.wait("the idle state", lambda: daemon.state().get("state") == "idle")
+
+    def restarted_and_idle() -> bool:  # torch was loaded: the daemon starts afresh
+        log = (ws / "logs" / "daemon.log").read_text()
+        return log.count("daemon started (PID") == 2 and daemon.state().get("state") == "idle"
+
+    daemon.wait("the restart, then the idle state", restarted_and_idle)
     time.sleep(3)  # three more checks: nothing new, so no second cycle
     assert query(ws, "SELECT status FROM cycles") == [("done",)]
     assert query(ws, "SELECT name FROM current_version") == [("v1.1",)]

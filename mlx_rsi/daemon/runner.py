@@ -151,22 +151,12 @@ class Daemon:
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-
         def handler(signum: int, frame: FrameType | None) -> None:
             log.info("signal %s: stopping", signal.Signals(signum).name)
             self.request_stop()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-        try:
+        with _installed({signal.SIGTERM: handler, signal.SIGINT: handler}):
             yield
-        finally:
-            for signum, old in previous.items():
-                signal.signal(signum, old)
 
     # ------------------------------------------------------------------ one check
 
@@ -302,17 +292,12 @@ class Daemon:
     @contextmanager
     def _cycle_signals(self) -> Iterator[None]:
         """Ctrl-C semantics the backends expect while a cycle runs (main thread only)."""
-        main = threading.current_thread() is threading.main_thread()
-        signums = (signal.SIGINT, signal.SIGTERM)
-        previous = {s: signal.getsignal(s) for s in signums} if main else {}
-        if main:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, _forward_as_interrupt(self))
-        try:
+        handlers = {
+            signal.SIGINT: signal.default_int_handler,
+            signal.SIGTERM: _forward_as_interrupt(self),
+        }
+        with _installed(handlers):
             yield
-        finally:
-            for signum, old in previous.items():
-                signal.signal(signum, old)
 
     def _report(self, line: str) -> None:
         log.info("%s", line)
@@ -357,6 +342,22 @@ class Daemon:
         except MlxRsiError as e:
             log.error("publish failed: %s", e.one_line())
             return f"publish failed: {e.one_line()}"
+
+
+@contextmanager
+def _installed(handlers: dict[signal.Signals, Any]) -> Iterator[None]:
+    """Signal handlers for the block, then the previous ones (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in handlers}
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 HEAVY_MODULES = ("torch", "mlx", "transformers")

@@ -44,13 +44,12 @@ class DaemonState:
 
     def __post_init__(self) -> None:
         previous = read_state(self.root) or {}
-        self.values = {
+        self.values = {  # what an earlier daemon learnt stays until this one knows better
+            **{k: v for k, v in previous.items() if k not in ("stage", "updated_at")},
             "pid": os.getpid(),
             "state": "starting",
             "since": now_iso(),
             "reason": "",
-            "last_cycle": previous.get("last_cycle"),
-            "last_ingest": previous.get("last_ingest"),
         }
 
     def get(self, key: str) -> Any:
