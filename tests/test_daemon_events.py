@@ -132,3 +132,22 @@ def test_real_watchdog_chunked_write_is_one_batch(tmp_path):
     assert not thread.is_alive()
     assert len(batches) == 1
     assert batches[0].paths == frozenset({target})
+
+
+def test_watchdog_picks_up_a_folder_created_later(tmp_path):
+    """A source folder missing at start is watched once a rescan's refresh finds it."""
+    later = tmp_path / "later"
+    source = WatchdogSource([WatchRoot(later, lambda n: n.endswith(".jsonl"))])
+    source.start()
+    try:
+        assert source.refresh() == [later]
+        later.mkdir()
+        assert source.refresh() == []
+        (later / "new.jsonl").write_text("{}\n")
+        deadline = time.monotonic() + 10
+        seen: list[Path] = []
+        while later / "new.jsonl" not in seen and time.monotonic() < deadline:
+            seen += source.get(0.5)
+        assert later / "new.jsonl" in seen
+    finally:
+        source.stop()

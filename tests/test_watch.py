@@ -317,4 +317,25 @@ def test_sigterm_then_sigkill_during_training_then_restart_completes(ws, daemons
     (run_dir,) = (ws / "runs").iterdir()
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()]
     assert steps[-1] == 16
-    assert "resume" in (ws / "logs" / "daemon.log").read_text()
+    log = (ws / "logs" / "daemon.log").read_text()
+    assert "resume" in log
+    assert f"taking over the daemon lock left by PID {second.proc.pid}" in log
+
+
+def test_install_and_uninstall_service_files(cli, ws, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    dry = cli("watch", "install", "--dry-run")
+    assert dry.exit_code == 0 and "watch --foreground" in dry.output
+    assert not (tmp_path / "home").exists()
+    installed = cli("watch", "install")
+    assert installed.exit_code == 0, installed.output
+    assert "wrote " in installed.output and "enable it with:" in installed.output
+    assert ("launchctl bootstrap" if sys.platform == "darwin" else "systemctl --user") in (
+        installed.output
+    )
+    written = [p for p in (tmp_path / "home").rglob("*") if p.is_file()]
+    assert len(written) == 1
+    removed = cli("watch", "uninstall")
+    assert removed.exit_code == 0 and f"removed {written[0]}" in removed.output
+    assert not written[0].exists()
+    assert "no service file" in cli("watch", "uninstall").output
