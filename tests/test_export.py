@@ -55,26 +55,93 @@ def config_of(ws: Workspace):
     return load_config(ws.config_path)
 
 
+DOMAIN_PROMPTS = [
+    "The quick brown fox jumps",
+    "def add(a: int, b: int) -> int:",
+    "Please read the file, run the",
+    "for i in range(10):\n    if",
+]
+
+
+def fine_tune(src: Path, out: Path, steps: int = 40) -> Path:
+    """A copy of ``src`` briefly trained on the tiny corpus (a few seconds, one thread).
+
+    Random weights give nearly flat next-token distributions, where the last bits of
+    f16/q8_0 rounding pick between near-equal tokens; a model that learned something
+    (as every exported model has) makes confident choices, like the real ones.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mlx_rsi.tinymodel import tiny_corpus
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        tokenizer = AutoTokenizer.from_pretrained(str(src))
+        model = AutoModelForCausalLM.from_pretrained(str(src), dtype=torch.float32)
+        texts = sorted(set(tiny_corpus()))[:24]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=24)
+        labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for _ in range(steps):
+            model(**batch, labels=labels).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
+    shutil.copytree(src, out)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tuned_models(tmp_path_factory, tiny_llama_dir, tiny_qwen2_dir, tiny_gemma_dir):
+    root = tmp_path_factory.mktemp("tuned")
+    sources = {"llama": tiny_llama_dir, "qwen2": tiny_qwen2_dir, "gemma3": tiny_gemma_dir}
+    return {arch: fine_tune(src, root / arch) for arch, src in sources.items()}
+
+
 @needs_llama_cpp
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
-def test_every_gguf_variant_loads_and_matches_transformers(
-    cli, arch, tiny_llama_dir, tiny_qwen2_dir, tiny_gemma_dir
-):
+def test_every_gguf_variant_loads_and_matches_transformers(tuned_models, arch, tmp_path):
+    from mlx_rsi.export.gguf import write_gguf
+    from mlx_rsi.export.parity import check_gguf, reference
+
+    model = tuned_models[arch]
+    ref = reference(model, DOMAIN_PROMPTS)
+    results = {}
+    for qtype in ("f16", "bf16", "q8_0", "q4_k_m"):
+        path = write_gguf(model, tmp_path / f"{arch}-{qtype}.gguf", qtype)
+        results[qtype] = check_gguf(path, qtype, ref)  # loads it in llama.cpp
+    for parity in results.values():
+        assert parity.tokenizer_ok, parity.summary()  # same prompt ids as transformers
+    for prompt in results["f16"].prompts:
+        assert prompt.gguf == prompt.reference, prompt.prompt
+    for qtype in ("bf16", "q8_0"):
+        parity = results[qtype]
+        # equal tokens, except after a split where transformers' own top two logits were
+        # closer than the difference measured between the two programs (a near-tie)
+        assert parity.ok, parity.summary()
+        for prompt in parity.prompts:
+            assert prompt.gguf[0] == prompt.reference[0] or prompt.within_noise
+            if prompt.gguf != prompt.reference:
+                assert prompt.tie_margin is not None and prompt.within_noise
+    assert 0.0 <= results["q4_k_m"].agreement <= 1.0  # K-quants report their agreement
+
+
+@needs_llama_cpp
+def test_export_stage_writes_checked_ggufs_modelfile_card_and_record(cli, tuned_models):
     from mlx_rsi.export import export_version
 
-    base = {"llama": tiny_llama_dir, "qwen2": tiny_qwen2_dir, "gemma3": tiny_gemma_dir}[arch]
-    ws = make_version_workspace(cli, base)
+    ws = make_version_workspace(cli, tuned_models["llama"])
     lines: list[str] = []
-    formats = ["gguf-f16", "gguf-bf16", "gguf-q8_0", "gguf-q4_k_m", "ollama"]
+    formats = ["gguf-f16", "gguf-q8_0", "gguf-q4_k_m", "ollama"]
     result = export_version(ws, config_of(ws), None, formats, report=lines.append)
     by_type = {p.qtype: p for p in result.parity}
-    assert set(by_type) == {"f16", "bf16", "q8_0", "q4_k_m"}
-    for qtype in ("f16", "bf16", "q8_0"):
-        parity = by_type[qtype]
-        assert parity.tokenizer_ok, parity.summary()
-        for prompt in parity.prompts:
-            assert prompt.gguf == prompt.reference, (qtype, prompt.prompt)
-    assert by_type["q4_k_m"].tokenizer_ok  # K-quants report agreement, must still load
+    assert set(by_type) == {"f16", "q8_0", "q4_k_m"}
+    assert all(p.tokenizer_ok for p in result.parity) and by_type["f16"].ok
     folder = ws.models_dir / "v1.1" / "gguf"
     for qtype in by_type:
         assert Path(result.artifacts[f"gguf-{qtype}"]).is_file()
@@ -88,6 +155,7 @@ def test_every_gguf_variant_loads_and_matches_transformers(
     assert record is not None
     assert {p["qtype"] for p in record.eval["export"]["parity"]} == set(by_type)
     assert record.artifacts["gguf-q8_0"].endswith("q8_0.gguf")
+    assert any("gguf-f16" in line for line in lines)
 
 
 def test_gguf_metadata_names_arch_vocab_template(tiny_qwen2_dir, tmp_path):
@@ -102,7 +170,8 @@ def test_gguf_metadata_names_arch_vocab_template(tiny_qwen2_dir, tmp_path):
     }
     assert fields["general.architecture"] == "qwen2"
     assert fields["tokenizer.ggml.model"] == "gpt2"
-    assert fields["tokenizer.ggml.pre"] == "gpt-2"
+    # transformers loads a qwen2 model's tokenizer with Qwen2's digit-splitting regex
+    assert fields["tokenizer.ggml.pre"] == "qwen2"
     assert "<|im_start|>" in fields["tokenizer.chat_template"]
     types = reader.fields["tokenizer.ggml.token_type"]
     assert types.types[-1] == gguf.GGUFValueType.INT32  # llama.cpp refuses unsigned types
@@ -304,7 +373,7 @@ def test_qwen2_style_regex_is_named_qwen2(tmp_path, tiny_qwen2_dir):
     }
     (model / "tokenizer.json").write_text(json.dumps(data))
     tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
-    assert pre_tokenizer_name(tokenizer, data, model) == "qwen2"
+    assert pre_tokenizer_name(tokenizer, model) == "qwen2"
 
 
 @needs_llama_cpp

@@ -79,13 +79,13 @@ def build_vocab(model_dir: Path, n_rows: int) -> GgufVocab:
             f"{model_dir}/tokenizer.json: tokenizer model '{model.get('type')}' is not supported",
             hint="GGUF export handles byte-level BPE and SentencePiece-style BPE tokenizers",
         )
+    settings = _tokenizer_config(model_dir)
     if model.get("byte_fallback"):
         vocab = _sentencepiece_style(raw, n_rows)
+        vocab.special_ids = _special_ids(settings, vocab.tokens)
+        vocab.add_bos, vocab.add_eos = _added_specials(raw.get("post_processor"), settings)
     else:
-        vocab = _byte_level(raw, text, model_dir, n_rows)
-    settings = _tokenizer_config(model_dir)
-    vocab.special_ids = _special_ids(settings, vocab.tokens)
-    vocab.add_bos, vocab.add_eos = _added_specials(raw.get("post_processor"), settings)
+        vocab = _byte_level(raw, model_dir, n_rows)
     vocab.chat_template = chat_template(model_dir, settings)
     return vocab
 
@@ -139,10 +139,13 @@ def _ordered_tokens(raw: dict[str, Any], n_rows: int) -> tuple[list[str | None],
     return by_id, added
 
 
-def _byte_level(raw: dict[str, Any], text: str, model_dir: Path, n_rows: int) -> GgufVocab:
-    from tokenizers import Tokenizer
+def _byte_level(raw: dict[str, Any], model_dir: Path, n_rows: int) -> GgufVocab:
+    """Byte-level BPE as transformers loads it: its tokenizer class may replace the
+    file's pre-tokenizer (Qwen2's splits digits one by one), and that is what counts."""
+    from transformers import AutoTokenizer
 
-    pre = pre_tokenizer_name(Tokenizer.from_str(text), raw, model_dir)
+    hf = AutoTokenizer.from_pretrained(str(model_dir))
+    pre = pre_tokenizer_name(hf.backend_tokenizer, model_dir)
     by_id, added = _ordered_tokens(raw, n_rows)
     tokens: list[str] = []
     types: list[int] = []
@@ -156,8 +159,29 @@ def _byte_level(raw: dict[str, Any], text: str, model_dir: Path, n_rows: int) ->
         else:
             tokens.append(piece)
             types.append(TOKEN_NORMAL)
-    merges = _merges(raw)
-    return GgufVocab("gpt2", pre, tokens, types, None, merges, {}, False, False, None, None)
+    vocab = GgufVocab("gpt2", pre, tokens, types, None, _merges(raw), {}, False, False, None, None)
+    vocab.special_ids = _observed_special_ids(hf, len(tokens))
+    vocab.add_bos, vocab.add_eos = _observed_added_specials(hf)
+    return vocab
+
+
+def _observed_special_ids(hf: Any, n_tokens: int) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for kind in ("bos", "eos", "unk", "pad"):
+        value = getattr(hf, f"{kind}_token_id", None)
+        if isinstance(value, int) and 0 <= value < n_tokens:
+            ids[kind] = value
+    return ids
+
+
+def _observed_added_specials(hf: Any) -> tuple[bool, bool]:
+    """Whether transformers' encoding adds BOS / EOS around text."""
+    ids = hf("a")["input_ids"]
+    plain = hf("a", add_special_tokens=False)["input_ids"]
+    added = len(ids) > len(plain)
+    add_bos = added and hf.bos_token_id is not None and ids[0] == hf.bos_token_id
+    add_eos = added and hf.eos_token_id is not None and ids[-1] == hf.eos_token_id
+    return add_bos, add_eos
 
 
 def _merges(raw: dict[str, Any]) -> list[str]:
@@ -215,18 +239,20 @@ def _prepends_space(normalizer: Any) -> bool:
     return any(_prepends_space(n) for n in normalizer.get("normalizers") or [])
 
 
-def pre_tokenizer_name(fast: Any, raw: dict[str, Any], where: Path) -> str:
-    """The llama.cpp pre-tokenizer whose regex splits text exactly like this tokenizer."""
+def pre_tokenizer_name(backend: Any, where: Path) -> str:
+    """The llama.cpp pre-tokenizer whose regex splits text exactly like ``backend``
+    (a ``tokenizers.Tokenizer``; NFC normalization, a no-op on NFC text, is allowed)."""
     import regex
 
-    if raw.get("normalizer") is not None:
+    normalizer = backend.normalizer
+    if normalizer is not None and type(normalizer).__name__ != "NFC":
         raise VocabError(
-            f"{where}/tokenizer.json: a byte-level BPE with a normalizer "
-            f"({raw['normalizer'].get('type')}) has no llama.cpp equivalent"
+            f"{where}: a byte-level BPE with a {type(normalizer).__name__} normalizer "
+            "has no llama.cpp equivalent"
         )
-    if fast.pre_tokenizer is None:
+    if backend.pre_tokenizer is None:
         raise VocabError(f"{where}/tokenizer.json: byte-level BPE without a pre-tokenizer")
-    pieces = [piece for piece, _ in fast.pre_tokenizer.pre_tokenize_str(CHECK_TEXT)]
+    pieces = [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(CHECK_TEXT)]
     table = _byte_table()
     for name, pattern in PRE_TOKENIZERS.items():
         expected = [
