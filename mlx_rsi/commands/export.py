@@ -37,9 +37,10 @@ def export(
     """Export VERSION (default: the current one; 'base': the base model).
 
     Every GGUF is loaded by llama.cpp and its greedy output compared with
-    transformers' before it is kept (f16/q8_0 must match exactly); MLX exports
-    are loaded and run by mlx-lm, the HF export by transformers. Each folder
-    gets a model card; 'ollama' adds a Modelfile next to the GGUF.
+    transformers' before it is kept (f16/bf16/q8_0 must match, a split being
+    accepted only at a measured near-tie); MLX exports are loaded and run by
+    mlx-lm, the HF export by transformers. Each folder gets a model card;
+    'ollama' adds a Modelfile next to the GGUF.
 
     \b
     Example:
