@@ -182,8 +182,13 @@ class Daemon:
         what = f"{len(batch.paths)} changed file(s)" if batch.paths else "rescan"
         self.state.update(state="ingesting", reason=what)
         try:
-            with WorkspaceLock(self.ws.root, COMMAND):
+            # A long first ingest stops on SIGTERM too (what was stored whole is kept).
+            with WorkspaceLock(self.ws.root, COMMAND), self._cycle_signals():
                 result = ingest(self.ws, self.cfg)
+        except KeyboardInterrupt:
+            log.info("ingest interrupted; the next start continues it")
+            self.stop.set()
+            return
         except LockHeldError as e:
             log.info("ingest postponed: %s", e.message)
             self._new = None
@@ -291,7 +296,8 @@ class Daemon:
 
     @contextmanager
     def _cycle_signals(self) -> Iterator[None]:
-        """Ctrl-C semantics the backends expect while a cycle runs (main thread only)."""
+        """While working (ingest, a cycle): SIGINT/SIGTERM interrupt as Ctrl-C does, which
+        the backends turn into a checkpoint at the next step boundary."""
         handlers = {
             signal.SIGINT: signal.default_int_handler,
             signal.SIGTERM: _forward_as_interrupt(self),
