@@ -384,6 +384,7 @@ def test_codex_legacy_rollout_with_crlf(tmp_path):
     assert result.skipped_totals() == {}
     session = sessions["6a1f0c2e-93b4-4f7a-b3e2-1d0c9e8f7a65"]
     assert session.started_at == "2025-04-22T17:31:06.452Z"
+    assert session.project == "<HOME>/api"  # from <environment_context>, home redacted
     assert session.metadata == {"branch": "main"}
     assert rows(session, 40) == [
         ("o239", "user", False, "<environment_context>\nCurrent working di", [], None, False, []),

@@ -55,6 +55,8 @@ _EXIT = re.compile(
     r"\s*(-?\d+)",
     re.MULTILINE | re.IGNORECASE,
 )
+# The working directory in an injected <environment_context> (older text, newer tag).
+_CWD = re.compile(r"(?:Current working directory:|<cwd>)\s*([^\n<]+)")
 SANDBOX_FAILURES = ("failed in sandbox", "sandbox error", "execution error:")
 HISTORY_NOTE = "Codex prompt history (the prompts are read from the session rollouts)"
 ITEM_TYPES = frozenset({"message", "reasoning"}) | CALL_TYPES | OUTPUT_TYPES
@@ -241,6 +243,8 @@ def _message_item(
     _append(state, message)
     if typed:
         state.last_prompt = offset
+    elif state.session.project is None and (cwd := _CWD.search(text[:2000])):
+        state.session.project = cwd.group(1).strip()  # legacy rollouts name it only here
     return True
 
 
