@@ -281,7 +281,6 @@ class PublishConfig:
     layout: Literal["subfolders", "repo-per-format"] = "subfolders"
     include_examples: bool = False  # example text in the model card (off: counts only)
     auto: bool = False  # `mlx-rsi watch` publishes each version it promotes (needs repo_id)
-    auto: bool = False  # `mlx-rsi watch` publishes each version it promotes (needs repo_id)
 
     def problems(self) -> list[tuple[str, str]]:
         return _format_problems("formats", self.formats, ExportConfig())
