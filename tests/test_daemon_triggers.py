@@ -100,3 +100,31 @@ def test_stop_ends_a_pause(tmp_path, monkeypatch):
     daemon._yield_to_user(3)
     assert time.monotonic() - started < 10
     assert daemon.state.get("state") == "paused"
+
+
+def test_cycle_pauses_at_a_step_event_and_finishes(tmp_path, monkeypatch):
+    """Orchestration only (a scripted cycle emits the backend's events): busy at the first
+    step event, quiet two readings later; the cycle waits at that boundary, then completes."""
+    from types import SimpleNamespace
+
+    from backends.base import TrainEvent
+
+    daemon = paused_daemon(tmp_path, [BUSY, BUSY, QUIET], monkeypatch)
+    seen: list[tuple[int, str]] = []
+
+    def cycle(ws, cfg, *, report, on_train_event):
+        for step in (1, 2, 3):
+            daemon._last_probe = 0.0  # each event is due for a probe
+            on_train_event(TrainEvent("step", step=step, total_steps=3, loss=1.0))
+            seen.append((step, daemon.state.get("state")))
+        report("train: done")
+        return SimpleNamespace(promoted=True, version="v1.1")
+
+    daemon.cycle = cycle
+    monkeypatch.setattr(daemon, "_decide", lambda: None)
+    daemon._run_cycle(triggers.Decision(True, "test"))
+    assert daemon.probe.calls == 5  # type: ignore[attr-defined]  # step 1 (+2 in the wait), 2, 3
+    assert seen == [(1, "cycle"), (2, "cycle"), (3, "cycle")]
+    last = daemon.state.get("last_cycle")
+    assert last["outcome"] == "promoted" and last["message"] == "v1.1 promoted"
+    assert (tmp_path / "daemon" / "counted.json").is_file()
