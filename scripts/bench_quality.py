@@ -65,6 +65,34 @@ def load_rows(folder: Path) -> list[Row]:
     return [Row(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
 
 
+class BaseAnswers:
+    """The backend, with the base model's answers and losses taken from the default row's
+    report: greedy decoding gives the same answers again, so each row generates only its
+    own candidate's (the base model's are the same for every row)."""
+
+    def __init__(self, inner: Any, default: dict[str, Any], model_dir: Path) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.model = str(model_dir)
+        self.answers = {c["input"]: c["baseline_answer"] for c in default["cases"]}
+        self.base_loss = default.get("baseline_loss")
+
+    def generate(self, model_dir: Path, adapter_dir: Path | None, prompts: Any, **kw: Any) -> Any:
+        texts = [p[-1]["content"] for p in prompts]
+        mine = adapter_dir is None and str(model_dir) == self.model
+        if mine and all(t in self.answers for t in texts):
+            return [self.answers[t] for t in texts]
+        return self.inner.generate(model_dir, adapter_dir, prompts, **kw)
+
+    def loss(self, model_dir: Path, adapter_dir: Path | None, split: Path, **kw: Any) -> Any:
+        if adapter_dir is None and str(model_dir) == self.model and self.base_loss is not None:
+            return self.base_loss
+        return self.inner.loss(model_dir, adapter_dir, split, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
 def variant(cfg: Any, name: str) -> Any:
     """The curate/synth settings of a baseline row (training settings unchanged)."""
     threshold = {"all": 0.0, "success": 1.0}[name]
@@ -99,7 +127,12 @@ def run_default(ws: Any, cfg: Any, say: Callable[[str], None]) -> Row:
 
 
 def run_baseline(
-    ws: Any, cfg: Any, name: str, dataset_dir: Path, say: Callable[[str], None]
+    ws: Any,
+    cfg: Any,
+    name: str,
+    dataset_dir: Path,
+    default: dict[str, Any],
+    say: Callable[[str], None],
 ) -> Row:
     from backends.base import get_backend
     from mlx_rsi import autotune
@@ -120,7 +153,9 @@ def run_baseline(
         conn.close()
     train = [e for e in curated.examples if e.session_id not in held]
     folder = ws.root / "bench" / name
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists():  # a row interrupted earlier: start it again
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
     (folder / "train.jsonl").write_text("".join(json.dumps(record(e)) + "\n" for e in train))
     shutil.copyfile(dataset_dir / "valid.jsonl", folder / "valid.jsonl")
     say(f"{name}: training on {len(train)} examples ({curated.summary()})")
@@ -135,7 +170,8 @@ def run_baseline(
         dataset_dir=dataset_dir,
         run_dir=folder / "run",
     )
-    report = evaluate_and_gate(ws, cfg, backend, target, keep_suites=False)
+    cached = BaseAnswers(backend, default, model_dir)
+    report = evaluate_and_gate(ws, cfg, cached, target, keep_suites=False)  # type: ignore[arg-type]
     say(report.summary())
     return Row(name, len(train), report.to_dict(), (time.monotonic() - started) / 60)
 
@@ -245,6 +281,9 @@ def main() -> None:
     parser.add_argument("--no-auto", action="store_true", help="train.auto off for every row")
     parser.add_argument("--max-steps", type=int, default=None, help="smoke test: steps per run")
     parser.add_argument("--table-only", action="store_true", help="render the saved rows in --out")
+    parser.add_argument(
+        "--resume", action="store_true", help="run only the rows not saved in --out"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("matplotlib", "httpx", "mlx_rsi", "backends"):
@@ -268,23 +307,27 @@ def run_rows(args: argparse.Namespace, out: Path) -> None:
     if not (CORPUS / "logs").is_dir():
         subprocess.run([sys.executable, str(CORPUS / "build_corpus.py")], check=True)
     ws = Workspace(out / "ws")
-    for old in (ws.root, out / "rows"):
-        if old.exists():
-            shutil.rmtree(old)
-    ws.create()
-    write_config(ws.root, args.model, auto=not args.no_auto, max_steps=args.max_steps)
+    saved = out / "rows"
+    if not args.resume:
+        for old in (ws.root, saved):
+            if old.exists():
+                shutil.rmtree(old)
+        ws.create()
+        write_config(ws.root, args.model, auto=not args.no_auto, max_steps=args.max_steps)
+        auto = "off" if args.no_auto or args.max_steps else "on"
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        (out / "header.txt").write_text(
+            f"{started}, {machine()}, model {args.model}, backend peft (CPU), train.auto {auto}\n"
+        )
     cfg = load_config(ws.config_path)
     say = log.info
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    auto = "off" if args.no_auto or args.max_steps else "on"
-    (out / "header.txt").write_text(
-        f"{started}, {machine()}, model {args.model}, backend peft (CPU), train.auto {auto}\n"
-    )
-    default = run_default(ws, cfg, say)
-    default.save(out / "rows")
-    dataset_dir = ws.datasets_dir / default.report["version"]
+    if not (saved / "default.json").is_file():
+        run_default(ws, cfg, say).save(saved)
+    default = json.loads((saved / "default.json").read_text())["report"]
+    dataset_dir = ws.datasets_dir / default["version"]
     for name in [r for r in args.rows.split(",") if r and r != "default"]:
-        run_baseline(ws, cfg, name, dataset_dir, say).save(out / "rows")
+        if not (saved / f"{name}.json").is_file():
+            run_baseline(ws, cfg, name, dataset_dir, default, say).save(saved)
 
 
 if __name__ == "__main__":
