@@ -160,25 +160,25 @@ def _data(info: CardInfo) -> str:
 def _training(info: CardInfo) -> str:
     if not info.training:
         return ""
-    rows = "".join(
-        f"| {key} | {_show(info.training[key])} |\n"
-        for key in TRAINING_KEYS
-        if key in info.training
-    )
     backend = info.training.get("backend")
     head = f"LoRA, backend `{backend}`.\n\n" if backend else ""
-    return f"## Training settings\n\n{head}| setting | value |\n|---|---|\n{rows}"
+    return _key_table("Training settings", head, "setting", info.training, TRAINING_KEYS)
 
 
 def _evaluation(info: CardInfo) -> str:
     if not info.evaluation:
         return ""
+    title = "Evaluation against the parent version"
+    return _key_table(title, "", "measure", info.evaluation, EVAL_KEYS)
+
+
+def _key_table(
+    title: str, head: str, column: str, values: dict[str, Any], keys: tuple[str, ...]
+) -> str:
     rows = "".join(
-        f"| {key} | {_show(info.evaluation[key])} |\n"
-        for key in EVAL_KEYS
-        if info.evaluation.get(key) is not None
+        f"| {key} | {_show(values[key])} |\n" for key in keys if values.get(key) is not None
     )
-    return f"## Evaluation against the parent version\n\n| measure | value |\n|---|---|\n{rows}"
+    return f"## {title}\n\n{head}| {column} | value |\n|---|---|\n{rows}"
 
 
 def _parity(info: CardInfo) -> str:

@@ -35,13 +35,14 @@ def fuse_adapter(backend: Any, base_dir: Path, adapter_dir: Path, out_dir: Path)
 
 def saved_dtype(model_dir: Path) -> str:
     """The dtype name a model's config records (``float32`` when it records none)."""
-    config = _config(model_dir)
+    config = read_model_config(model_dir)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     name = config.get("dtype") or config.get("torch_dtype") or (text or {}).get("dtype")
     return str(name or "float32")
 
 
-def _config(model_dir: Path) -> dict[str, Any]:
+def read_model_config(model_dir: Path) -> dict[str, Any]:
+    """``config.json`` of a model folder; one ModelError line when it cannot be read."""
     path = Path(model_dir) / "config.json"
     try:
         data: dict[str, Any] = json.loads(path.read_text())
@@ -84,7 +85,7 @@ def cast_to_dtype(model_dir: Path, dtype: str) -> bool:
         tmp.replace(file)
         changed = True
     if changed:
-        config = _config(model_dir)
+        config = read_model_config(model_dir)
         config["dtype"] = dtype
         config.pop("torch_dtype", None)
         atomic.write_text(Path(model_dir) / "config.json", json.dumps(config, indent=2) + "\n")

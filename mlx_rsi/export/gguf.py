@@ -91,11 +91,10 @@ class _temp_path:
 
 
 def read_config(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / "config.json"
-    try:
-        config: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise GgufError(f"cannot read {path}: {e}") from e
+    """The text model's config (a multimodal wrapper's ``text_config``)."""
+    from mlx_rsi.export.fuse import read_model_config
+
+    config = read_model_config(model_dir)
     if isinstance(config.get("text_config"), dict):  # multimodal wrapper: the text model
         config = {**config["text_config"], "model_type": config.get("model_type")}
     return config
