@@ -192,11 +192,17 @@ def test_evaluation_uses_the_template_the_adapter_was_trained_with(
     )
     as_alpaca = backend.loss(tiny_llama_nochat_dir, result.adapter_dir, valid, template="alpaca")
     assert abs(as_alpaca - trained_eval) > 1e-3
-    # Generation stops at chatml's end of turn: the answer never runs into the next turn.
-    [text] = backend.generate(
-        tiny_llama_nochat_dir, result.adapter_dir, [_rows("")[0]["messages"][:1]], max_tokens=8
+    # Generation renders the prompt as trained: the same answer as asking for chatml.
+    prompt = [_rows("")[0]["messages"][:1]]
+    as_trained = backend.generate(tiny_llama_nochat_dir, result.adapter_dir, prompt, max_tokens=8)
+    chatml = backend.generate(
+        tiny_llama_nochat_dir, result.adapter_dir, prompt, max_tokens=8, template="chatml"
     )
-    assert "<|im_end|>" not in text and "<|im_start|>" not in text
+    assert as_trained == chatml
+    alpaca = backend.generate(
+        tiny_llama_nochat_dir, result.adapter_dir, prompt, max_tokens=8, template="alpaca"
+    )
+    assert alpaca != chatml  # (the check above tells the two apart)
 
 
 # --- the loop alone, with a scripted framework ---------------------------------------------
