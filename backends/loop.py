@@ -83,7 +83,8 @@ def sigint_flag(enabled: bool) -> Iterator[Callable[[], bool]]:
     try:
         yield flag.is_set
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # None: a handler set outside Python, which cannot be put back; the default can.
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 class Framework(Protocol):
