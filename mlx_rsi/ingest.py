@@ -15,7 +15,7 @@ reads only what is new:
 A file's sessions, messages and ``files`` row are written in the same transaction
 (small files share one: group commits), so a crash or ``kill -9`` never leaves a
 half-read file recorded as done: it is either stored whole or read again next time.
-Every session is redacted (``mlx_rsi.curate.redact``) before it is written: secrets
+Every session is redacted (``mlx_rsi.redact``) before it is written: secrets
 never reach the store. Outcome signals are attached per assistant turn by the
 readers, plus the generic correction pass of :mod:`mlx_rsi.signals`.
 """
