@@ -308,6 +308,38 @@ def test_disk_full_leaves_no_complete_looking_file(cli, tiny_llama_dir, monkeypa
     assert not list(folder.glob("*")) if folder.exists() else True
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs of its own: a real disk that fills up (root only; skipped otherwise)."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a size-limited tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_real_full_disk_is_one_line_and_leaves_nothing(cli, tiny_llama_dir, small_disk):
+    make_version_workspace(cli, tiny_llama_dir)
+    filler = small_disk / "filler.bin"
+    filler.write_bytes(b"\0" * (2 * 1024 * 1024 - 96 * 1024))  # ~96 KiB left
+    out = small_disk / "export"
+    code, _, stderr = cli.main("export", "--format", "gguf-f32,hf", "--out", str(out))
+    assert code == 1 and "disk full while exporting" in stderr, stderr
+    assert "Traceback" not in stderr
+    left = [p for p in out.rglob("*") if p.is_file()] if out.exists() else []
+    assert not [p for p in left if p.suffix == ".gguf" or p.name == "config.json"], left
+
+
 def test_unsupported_architecture_lists_supported(tmp_path, tiny_llama_dir):
     from mlx_rsi.export.gguf import write_gguf
 
