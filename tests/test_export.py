@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import importlib.util
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -143,8 +144,11 @@ def test_export_stage_writes_checked_ggufs_modelfile_card_and_record(cli, tuned_
     assert set(by_type) == {"f16", "q8_0", "q4_k_m"}
     assert all(p.tokenizer_ok for p in result.parity) and by_type["f16"].ok
     folder = ws.models_dir / "v1.1" / "gguf"
+    mask = os.umask(0)
+    os.umask(mask)
     for qtype in by_type:
-        assert Path(result.artifacts[f"gguf-{qtype}"]).is_file()
+        path = Path(result.artifacts[f"gguf-{qtype}"])
+        assert path.is_file() and path.stat().st_mode & 0o777 == 0o666 & ~mask  # not owner-only
     assert not list(folder.glob(".*"))  # no temporary leftovers
     modelfile = (folder / "Modelfile").read_text()
     assert "FROM ./" in modelfile and "q4_k_m.gguf" in modelfile

@@ -52,7 +52,9 @@ def export(
     with ui.progress("export", total=None) as bar:
 
         def progress(label: str, done: int, total: int) -> None:
-            bar.update(done, f"{label} tensors", total=total)
+            quarter = max(1, total // 4)  # off a terminal: a line per quarter, not per tensor
+            status = f"{label} tensors" if done == total or done % quarter == 0 else ""
+            bar.update(done, status, total=total)
 
         result = export_version(
             app.workspace,

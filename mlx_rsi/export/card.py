@@ -89,8 +89,9 @@ class CardInfo:
 
 def base_identity(base_name: str, base_dir: Path) -> tuple[str, str, str]:
     """(base_model id, license id, license text) of a base model."""
-    source = Path(base_dir) / "mlx-rsi-source.json"
-    if source.is_file():  # the embedded Gemma-3-270M
+    from mlx_rsi.export.fuse import EMBEDDED_MARKER
+
+    if (Path(base_dir) / EMBEDDED_MARKER).is_file():  # the embedded Gemma-3-270M
         return EMBEDDED_BASE_ID, "gemma", GEMMA_TERMS
     front = _front_matter(Path(base_dir) / "README.md")
     base_id = str(front.get("base_model") or base_name)

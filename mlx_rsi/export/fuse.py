@@ -33,8 +33,17 @@ def fuse_adapter(backend: Any, base_dir: Path, adapter_dir: Path, out_dir: Path)
     return Path(out_dir)
 
 
+EMBEDDED_MARKER = "mlx-rsi-source.json"  # written by mlx_rsi.basemodel into its conversion
+
+
 def saved_dtype(model_dir: Path) -> str:
-    """The dtype name a model's config records (``float32`` when it records none)."""
+    """The dtype a model's weights are published in (``float32`` when the config says none).
+
+    The embedded Gemma-3-270M is cached as a float32 dequantization of its GGUF, but the
+    model is a bfloat16 one (google/gemma-3-270m): its exports are bfloat16, half the size.
+    """
+    if (Path(model_dir) / EMBEDDED_MARKER).is_file():
+        return "bfloat16"
     config = read_model_config(model_dir)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     name = config.get("dtype") or config.get("torch_dtype") or (text or {}).get("dtype")

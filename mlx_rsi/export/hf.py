@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 from mlx_rsi.errors import ModelError
-from mlx_rsi.export.fuse import cast_to_dtype, saved_dtype
+from mlx_rsi.export.fuse import EMBEDDED_MARKER, cast_to_dtype, saved_dtype
 
-SKIPPED = ("README.md", "mlx-rsi-source.json")
+SKIPPED = ("README.md", EMBEDDED_MARKER)
 
 
 def write_hf(fused_dir: Path, out_dir: Path, base_dir: Path) -> Path:
@@ -30,9 +30,12 @@ def verify_hf(model_dir: Path) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mlx_rsi.export.parity import quiet_transformers
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+            model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     except (OSError, ValueError) as e:
         raise ModelError(f"transformers cannot load the HF export {model_dir}: {e}") from e
     ids = tokenizer("Hello", return_tensors="pt")

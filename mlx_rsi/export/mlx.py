@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 GROUP_SIZE = 64
 
 
-def write_mlx(fused_dir: Path, out_dir: Path, bits: int | None) -> Path:
-    """Convert ``fused_dir`` to MLX in ``out_dir`` (must not exist yet); quantize if ``bits``."""
+def write_mlx(fused_dir: Path, out_dir: Path, bits: int | None, dtype: str | None = None) -> Path:
+    """Convert ``fused_dir`` to MLX in ``out_dir`` (must not exist yet); quantize if ``bits``.
+
+    ``dtype``: of the weights left unquantized (default: what the fused model records)."""
     try:
         from mlx_lm import convert
     except ImportError as e:
@@ -36,7 +38,7 @@ def write_mlx(fused_dir: Path, out_dir: Path, bits: int | None) -> Path:
                 quantize=bits is not None,
                 q_bits=bits or 4,
                 q_group_size=GROUP_SIZE,
-                dtype=saved_dtype(fused_dir),
+                dtype=dtype or saved_dtype(fused_dir),
             )
     except ValueError as e:
         raise ModelError(f"mlx-lm cannot convert {fused_dir}: {e}") from e

@@ -123,13 +123,28 @@ def default_prompts(tokenizer: Any) -> list[str]:
     return prompts
 
 
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No weight-loading bars from transformers while a check loads a model (restored)."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def reference(hf_dir: Path, prompts: Sequence[str] | None = None) -> Reference:
     """Greedy continuations of the HF model (float32) that every GGUF is compared with."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+        model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32).eval()
     chosen = list(prompts) if prompts else default_prompts(tokenizer)
     ref = Reference(chosen, [], [], [], False)
     for prompt in chosen:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from mlx_rsi.config import Config
 from mlx_rsi.errors import MlxRsiError, ModelError, WorkspaceError
 from mlx_rsi.export import card as cards
 from mlx_rsi.export.formats import expand_formats, folder_for, gguf_type
-from mlx_rsi.export.fuse import check_model_files, fuse_adapter
+from mlx_rsi.export.fuse import check_model_files, fuse_adapter, saved_dtype
 from mlx_rsi.export.parity import ParityError, ParityResult, Reference
 from mlx_rsi.workspace import Workspace, now_iso
 
@@ -298,6 +299,7 @@ def _export_hf(job: _Job, target: Path) -> None:
         write_hf(job.fused_dir, tmp, job.base_dir)
         _write_card(job, tmp, "transformers")
         text = verify_hf(tmp)
+        _readable(tmp)
     job.report(f"export: hf → {target} (loads in transformers; generated {text!r})")
 
 
@@ -306,13 +308,23 @@ def _export_mlx(job: _Job, fmt: str, target: Path) -> None:
 
     bits = int(fmt.removeprefix("mlx-q")) if fmt != "mlx" else None
     with atomic.staged_dir(target, replace=True) as tmp:
-        write_mlx(job.fused_dir, tmp / "model", bits)
+        write_mlx(job.fused_dir, tmp / "model", bits, saved_dtype(job.base_dir))
         for item in (tmp / "model").iterdir():
             item.rename(tmp / item.name)
         (tmp / "model").rmdir()
         _write_card(job, tmp, "mlx")
         text = verify_mlx(tmp)
+        _readable(tmp)
     job.report(f"export: {fmt} → {target} (loads in mlx-lm; generated {text!r})")
+
+
+def _readable(path: Path) -> None:
+    """Exports are for others to read: the umask's usual modes, not the owner-only ones
+    temporary files and folders are created with."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for item in [path, *(path.rglob("*") if path.is_dir() else [])]:
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 def _export_gguf(job: _Job, fmt: str, target: Path) -> ParityResult:
@@ -338,6 +350,7 @@ def _export_gguf(job: _Job, fmt: str, target: Path) -> ParityResult:
                 hint="the file was not kept; please report this with the model's config.json",
             )
         staging.replace(target)
+        _readable(target)
     finally:
         staging.unlink(missing_ok=True)
     job.report(f"export: {fmt} → {target.name}: {parity.summary().split(': ', 1)[1]}")
@@ -359,9 +372,11 @@ def _gguf_folder_files(job: _Job, result: ExportResult, targets: dict[str, Path]
         chosen = _ollama_gguf(job)
         template, eos = _chat_template(job.fused_dir)
         atomic.write_text(targets["ollama"], cards.render_modelfile(chosen, template, eos))
+        _readable(targets["ollama"])
         result.artifacts["ollama"] = str(targets["ollama"])
         files.append("Modelfile")
     atomic.write_text(folder / "README.md", cards.render_card(job.info, "gguf", files))
+    _readable(folder / "README.md")
 
 
 def _ollama_gguf(job: _Job) -> str:
@@ -382,6 +397,7 @@ def _chat_template(model_dir: Path) -> tuple[str | None, str | None]:
 def _write_card(job: _Job, folder: Path, library: str) -> None:
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != "README.md")
     atomic.write_text(folder / "README.md", cards.render_card(job.info, library, files))
+    _readable(folder / "README.md")
 
 
 def _record(conn: sqlite3.Connection, job: _Job, result: ExportResult) -> None:
@@ -393,6 +409,7 @@ def _record(conn: sqlite3.Connection, job: _Job, result: ExportResult) -> None:
         "parity": [p.to_dict() for p in result.parity],
     }
     atomic.write_text(job.out_dir / RECORD, json.dumps(record, indent=2) + "\n")
+    _readable(job.out_dir / RECORD)
     if job.version is None:
         return
     version = registry.get_version(conn, job.version.name) or job.version
