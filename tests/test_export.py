@@ -154,7 +154,9 @@ def test_export_stage_writes_checked_ggufs_modelfile_card_and_record(cli, tuned_
     assert "FROM ./" in modelfile and "q4_k_m.gguf" in modelfile
     assert 'PARAMETER stop "<|im_end|>"' in modelfile and "<|im_start|>" in modelfile
     card = (folder / "README.md").read_text()
-    assert card.startswith("---\n") and "base_model:" in card and "greedy agreement" in card
+    assert card.startswith("---\n") and "license:" in card and "greedy agreement" in card
+    assert "| llama-rsi-v1.1-f16.gguf | yes |" in card and ".tmp" not in card
+    assert str(ws.root.parent) not in card  # a local base is named, its path never shown
     record = registry.get_version(ws.store(), "v1.1")
     assert record is not None
     assert {p["qtype"] for p in record.eval["export"]["parity"]} == set(by_type)
@@ -423,6 +425,8 @@ def test_version_record_and_events(cli, tiny_qwen2_dir):
     assert set(artifacts) >= {"hf", "gguf-f16"}
     assert evaluation["export"]["parity"][0]["ok"] is True
     assert evaluation["candidate_loss"] == 1.5  # the evaluation is kept
+    code, _, stderr = cli.main("export", "v1.1", "--format", "hf")
+    assert code == 1 and "hf was exported before" in stderr  # the fused hf/ once, then refused
 
 
 @needs_llama_cpp

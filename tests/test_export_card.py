@@ -53,7 +53,9 @@ def test_card_has_counts_settings_eval_but_no_example_text(cli, tiny_llama_dir):
     card = (ws.models_dir / "v1.1" / "hf" / "README.md").read_text()
     assert result.artifacts["hf"]
     meta = yaml.safe_load(card.split("---")[1])
-    assert meta["base_model"] and meta["license"] and "mlx-rsi" in meta["tags"]
+    assert "base_model" not in meta  # a local base folder has no Hub id to name
+    assert meta["license"] == "other" and "mlx-rsi" in meta["tags"]
+    assert "the local base model `" in card and str(cli.workspace.parent) not in card
     assert "| train | 41 |" in card and "from 3 sessions" in card
     assert "| rank | 8 |" in card and "backend `peft`" in card
     assert "candidate_pass_rate | 0.8" in card and "parent version v1.0" in card
@@ -80,6 +82,11 @@ def test_embedded_gemma_base_names_the_gemma_terms(tmp_path):
     card = cards.render_card(info, "gguf", ["x-q8_0.gguf"])
     assert "Gemma Terms of Use" in card and "license: gemma" in card
     assert "llama-cli -m x-q8_0.gguf" in card and "ollama create" in card
+    assert "LoRA fine-tune" in card
+    base = cards.render_card(
+        cards.CardInfo("x", "v1.0", base_id, license_id, text, fine_tuned=False), "gguf", []
+    )
+    assert "no fine-tuning" in base and "fine-tuned" not in base.split("---")[1]
 
 
 def test_modelfile_for_each_known_template():

@@ -32,11 +32,29 @@ def hub(monkeypatch):
 
 
 @pytest.fixture
-def exported(cli, tiny_llama_dir):
+def hub_cached_base(tmp_path, tiny_llama_dir, monkeypatch):
+    """The tiny model as the Hub repo ``acme/tiny-llama`` in a local Hugging Face cache."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    repo = cache / "models--acme--tiny-llama"
+    commit = "0" * 40
+    shutil.copytree(tiny_llama_dir, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return "acme/tiny-llama"
+
+
+@pytest.fixture
+def exported(cli, hub_cached_base):
     """A workspace whose current version v1.1 is exported as hf (real export)."""
     from mlx_rsi.config import load_config
     from mlx_rsi.export import export_version
+    from mlx_rsi.modelpath import resolve_base_model
 
+    tiny_llama_dir = resolve_base_model(hub_cached_base)
     assert cli("init", "--no-standard-sources").exit_code == 0
     ws = Workspace(cli.workspace)
     shutil.copytree(tiny_llama_dir, ws.models_dir / "v1.1" / "hf")
@@ -47,7 +65,7 @@ def exported(cli, tiny_llama_dir):
     registry.promote(conn, "v1.1")
     conn.close()
     config = ws.config_path
-    config.write_text(f"model:\n  base: {tiny_llama_dir}\n")
+    config.write_text(f"model:\n  base: {hub_cached_base}\n")
     export_version(ws, load_config(config), "v1.1", ["hf"])
     return ws
 
@@ -76,7 +94,8 @@ def test_publish_uploads_files_tag_and_card_metadata(cli, hub, exported, caplog)
     assert hub.state.repos["me/tiny"]["private"] is True
     header = files["README.md"].decode().split("---")[1]
     meta = yaml.safe_load(header)
-    assert meta["base_model"] and meta["license"] and "mlx-rsi" in meta["tags"]
+    assert meta["base_model"] == "acme/tiny-llama" and meta["license"] == "apache-2.0"
+    assert "mlx-rsi" in meta["tags"] and "lora" in meta["tags"]
     assert all(a == f"Bearer {TOKEN}" for a in hub.state.auth)
     assert len(hub.state.commits) == 1  # every file in one commit
     assert TOKEN not in out + err + caplog.text

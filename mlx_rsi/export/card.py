@@ -65,14 +65,19 @@ class CardInfo:
     formats: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)  # only with include_examples
     repo_id: str | None = None
+    fine_tuned: bool = True  # False: the base model itself (`mlx-rsi export base`)
 
     def metadata(self, library: str) -> dict[str, Any]:
         meta: dict[str, Any] = {
-            "base_model": self.base_model,
+            **({"base_model": self.base_model} if is_hub_id(self.base_model) else {}),
             "license": self.license,
             "library_name": library,
             "pipeline_tag": "text-generation",
-            "tags": ["mlx-rsi", "lora", "fine-tuned", *self._format_tags()],
+            "tags": [
+                "mlx-rsi",
+                *(["lora", "fine-tuned"] if self.fine_tuned else []),
+                *self._format_tags(),
+            ],
         }
         if self.license == "other" and self.license_text:
             meta["license_name"] = self.license_text.split(" (")[0].lower().replace(" ", "-")
@@ -94,12 +99,21 @@ def base_identity(base_name: str, base_dir: Path) -> tuple[str, str, str]:
     if (Path(base_dir) / EMBEDDED_MARKER).is_file():  # the embedded Gemma-3-270M
         return EMBEDDED_BASE_ID, "gemma", GEMMA_TERMS
     front = _front_matter(Path(base_dir) / "README.md")
-    base_id = str(front.get("base_model") or base_name)
-    if base_name.count("/") == 1 and not Path(base_name).exists():
+    declared = front.get("base_model")
+    if is_hub_id(base_name) and not Path(base_name).exists():
         base_id = base_name
+    elif isinstance(declared, str) and is_hub_id(declared):
+        base_id = declared
+    else:  # a local folder: its name only (a card never shows the owner's paths)
+        base_id = Path(base_name).expanduser().name or Path(base_dir).name
     license_id = str(front.get("license") or "other")
     text = GEMMA_TERMS if license_id == "gemma" else str(front.get("license_name") or "")
     return base_id, license_id, text
+
+
+def is_hub_id(name: str) -> bool:
+    parts = name.split("/")
+    return len(parts) == 2 and all(p and p not in (".", "..") and " " not in p for p in parts)
 
 
 def _front_matter(readme: Path) -> dict[str, Any]:
@@ -126,12 +140,17 @@ def render_card(info: CardInfo, library: str, files: list[str]) -> str:
 
 
 def _about(info: CardInfo) -> str:
+    link = (
+        f"[{info.base_model}](https://huggingface.co/{info.base_model})"
+        if is_hub_id(info.base_model)
+        else f"the local base model `{info.base_model}`"
+    )
+    if not info.fine_tuned:
+        return f"The base model {link}, converted by mlx-rsi (no fine-tuning).\n"
     parent = f", parent version {info.parent}" if info.parent else ""
     return (
-        f"Version {info.version} of a LoRA fine-tune of [{info.base_model}]"
-        f"(https://huggingface.co/{info.base_model}){parent}, trained by "
-        "mlx-rsi on the owner's own work sessions, adapter merged "
-        "into the base weights.\n"
+        f"Version {info.version} of a LoRA fine-tune of {link}{parent}, trained by mlx-rsi on "
+        "the owner's own work sessions, adapter merged into the base weights.\n"
     )
 
 
@@ -192,7 +211,8 @@ def _parity(info: CardInfo) -> str:
     )
     return (
         "## GGUF parity with transformers\n\nGreedy continuations of llama.cpp vs transformers "
-        "on the same prompts (f16/q8_0 must be identical).\n\n| file | same prompt tokens | "
+        "on the same prompts (f16/bf16/q8_0 must be identical, except after a measured "
+        "near-tie).\n\n| file | same prompt tokens | "
         f"greedy agreement | result |\n|---|---|---|---|\n{rows}"
     )
 

@@ -182,6 +182,7 @@ def _card_info(
         repo_id=cfg.publish.repo_id,
     )
     if version is None:
+        info.fine_tuned = False
         return info
     info.parent = version.parent
     info.evaluation = {k: version.eval.get(k) for k in cards.EVAL_KEYS if k in version.eval}
@@ -250,12 +251,21 @@ def _check_targets(job: _Job) -> None:
             hint="choose an empty or new folder, or pass --force to replace what is there",
         )
     for fmt, target in _targets(job).items():
-        if fmt == "hf" and target == job.fused_dir and not (target / "README.md").exists():
+        if fmt == "hf" and target == job.fused_dir and "hf" not in _recorded(job.out_dir):
             continue  # the cycle's fused model, completed in place by the hf export
         if target.exists():
             raise ExportError(
                 f"{target} exists ({fmt} was exported before)", hint="pass --force to replace it"
             )
+
+
+def _recorded(out_dir: Path) -> dict[str, str]:
+    """The formats an earlier export into ``out_dir`` wrote (its export.json)."""
+    try:
+        artifacts = json.loads((out_dir / RECORD).read_text()).get("artifacts")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return artifacts if isinstance(artifacts, dict) else {}
 
 
 @contextmanager
@@ -344,6 +354,7 @@ def _export_gguf(job: _Job, fmt: str, target: Path) -> ParityResult:
         if job.reference is None:
             job.reference = reference(job.fused_dir)
         parity = check_gguf(staging, qtype, job.reference)
+        parity.file = target.name
         if not parity.ok:
             raise ParityError(
                 f"{fmt} does not match transformers: {parity.summary()}",
@@ -405,7 +416,7 @@ def _record(conn: sqlite3.Connection, job: _Job, result: ExportResult) -> None:
         "version": job.name,
         "exported_at": now_iso(),
         "formats": job.formats,
-        "artifacts": result.artifacts,
+        "artifacts": {**_recorded(job.out_dir), **result.artifacts},
         "parity": [p.to_dict() for p in result.parity],
     }
     atomic.write_text(job.out_dir / RECORD, json.dumps(record, indent=2) + "\n")
