@@ -123,18 +123,11 @@ def default_prompts(tokenizer: Any) -> list[str]:
     return prompts
 
 
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> contextlib.AbstractContextManager[None]:
     """No weight-loading bars from transformers while a check loads a model (restored)."""
-    from transformers.utils import logging as hf_logging
+    from mlx_rsi.basemodel import _no_progress_bars
 
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
+    return _no_progress_bars()
 
 
 def reference(hf_dir: Path, prompts: Sequence[str] | None = None) -> Reference:
