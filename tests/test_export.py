@@ -133,6 +133,37 @@ def test_every_gguf_variant_loads_and_matches_transformers(tuned_models, arch, t
 
 
 @needs_llama_cpp
+def test_qwen3_gguf_matches_transformers(tiny_qwen2_dir, tmp_path):
+    """qwen3 (q_norm/k_norm per head): a tiny one built here with the tiny tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from mlx_rsi.export.gguf import write_gguf
+    from mlx_rsi.export.parity import check_gguf, reference
+
+    model_dir = tmp_path / "qwen3"
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_qwen2_dir))
+    config = AutoConfig.for_model(
+        "qwen3",
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    ref = reference(model_dir, DOMAIN_PROMPTS[:2])
+    parity = check_gguf(write_gguf(model_dir, tmp_path / "q3.gguf", "f16"), "f16", ref)
+    assert parity.tokenizer_ok and all(p.gguf == p.reference for p in parity.prompts)
+
+
+@needs_llama_cpp
 def test_export_stage_writes_checked_ggufs_modelfile_card_and_record(cli, tuned_models):
     from mlx_rsi.export import export_version
 
