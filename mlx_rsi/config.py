@@ -205,7 +205,7 @@ class TrainConfig:
     num_train_epochs: float = field(default=3.0, metadata=_range(0.0))
     max_steps: int | None = field(default=None, metadata=_range(1))
     # At least this many optimizer steps, but at most max_epochs passes (mlx_rsi/autotune.py).
-    min_steps: int = field(default=40, metadata=_range(0))
+    min_steps: int = field(default=60, metadata=_range(0))
     max_epochs: float = field(default=10.0, metadata=_range(1.0))
     # Try learning rates x1, x0.5, x2 within the budget; keep the best validation loss.
     auto: bool = True
