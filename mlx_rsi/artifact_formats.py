@@ -2,7 +2,9 @@
 
 ``mlx``, ``mlx-q4``, ``mlx-q8``, ``hf``, ``gguf-<type>`` and ``ollama`` are formats;
 ``gguf`` stands for every type in ``export.gguf_types`` and ``mlx`` adds ``mlx-q<bits>``
-for each of ``export.mlx_quantize_bits``. Light on imports: config validation uses it.
+for each of ``export.mlx_quantize_bits``.
+Imports nothing but errors: config validation uses it, so it lives beside config,
+not inside the export stage.
 """
 
 from __future__ import annotations

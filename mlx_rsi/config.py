@@ -23,7 +23,8 @@ from typing import Any, Literal
 
 import yaml
 
-from mlx_rsi.errors import ConfigError
+from mlx_rsi.artifact_formats import expand_formats
+from mlx_rsi.errors import ConfigError, UsageError
 
 # --------------------------------------------------------------------------- sections
 
@@ -469,10 +470,7 @@ def _build(cls: type, raw: Any, where: str, path: Path, problems: list[str]) -> 
 
 
 def _format_problems(key: str, names: Any, export: ExportConfig) -> list[tuple[str, str]]:
-    """Export format names checked by the (import-light) formats table."""
-    from mlx_rsi.errors import UsageError
-    from mlx_rsi.export.formats import expand_formats
-
+    """Export format names checked by the artifact formats table (a vocabulary module: no stage)."""
     try:
         expand_formats(list(names), export.gguf_types, export.mlx_quantize_bits)
     except UsageError as e:

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from mlx_rsi import atomic, registry
+from mlx_rsi.artifact_formats import expand_formats, folder_for
 from mlx_rsi.config import Config
 from mlx_rsi.errors import MlxRsiError, UsageError, WorkspaceError
-from mlx_rsi.export.formats import expand_formats, folder_for
 from mlx_rsi.workspace import Workspace
 
 log = logging.getLogger(__name__)

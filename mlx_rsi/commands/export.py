@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from mlx_rsi.artifact_formats import FORMATS
 from mlx_rsi.commands import config_option, pass_app, writes_workspace
 from mlx_rsi.context import AppContext
-from mlx_rsi.export.formats import FORMATS
 from mlx_rsi.ui import UI
 
 

@@ -2,7 +2,7 @@
 
 One module per artifact (``hf``, ``mlx``, ``gguf`` + ``vocab``, ``card``), the fused
 model they derive from (``fuse``), the GGUF-vs-transformers check (``parity``), the
-format names (``formats``, light: config validation uses it) and the stage that
+format names (``mlx_rsi.artifact_formats``, beside config) and the stage that
 composes them (``stage.export_version``). Importing the package imports none of them;
 heavy libraries (torch, mlx, llama-cpp) load only inside the functions that need them.
 """

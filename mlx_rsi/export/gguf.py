@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from mlx_rsi.artifact_formats import GGUF_TYPES, K_QUANT_TYPES
 from mlx_rsi.errors import MlxRsiError
-from mlx_rsi.export.formats import GGUF_TYPES, K_QUANT_TYPES
 from mlx_rsi.export.vocab import GgufVocab, build_vocab
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlx_rsi.artifact_formats import FLOAT_GGUF_TYPES
 from mlx_rsi.errors import MlxRsiError
-from mlx_rsi.export.formats import FLOAT_GGUF_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from mlx_rsi import atomic, registry
+from mlx_rsi.artifact_formats import expand_formats, folder_for, gguf_type
 from mlx_rsi.config import Config
 from mlx_rsi.errors import MlxRsiError, ModelError, WorkspaceError
 from mlx_rsi.export import card as cards
-from mlx_rsi.export.formats import expand_formats, folder_for, gguf_type
 from mlx_rsi.export.fuse import check_model_files, fuse_adapter, saved_dtype
 from mlx_rsi.export.parity import ParityError, ParityResult, Reference
 from mlx_rsi.workspace import Workspace, now_iso
