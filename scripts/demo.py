@@ -225,8 +225,22 @@ def summarize(
          + (", ".join(leaked) if leaked else "none"))  # fmt: skip
     for cycle in cycles:
         _say(f"report {cycle.version}: {ws / 'reports' / (cycle.version + '.md')}")
-    current = cycles[-1].version if cycles[-1].report.get("promote") else cycles[0].version
+    current = current_version(ws)
+    if current is None:
+        _say("\nNo version was promoted: the gate saw no evidence of improvement (reports).")
+        return
     print_chat_commands(ws, current)
+
+
+def current_version(ws: Path) -> str | None:
+    from mlx_rsi import registry
+    from mlx_rsi.workspace import Workspace
+
+    conn = Workspace(ws).store()
+    try:
+        return registry.current_version(conn)
+    finally:
+        conn.close()
 
 
 COLUMNS = ["version", "parent", "primary success", "change (95% CI)", "held-out loss", "promoted",
