@@ -14,7 +14,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 .PHONY: help setup demo demo-tiny test test-fast lint bench bench-ingest bench-train clean
 
 help:
-	@echo "make demo   - set up .venv, then two real cycles on Gemma-3-270M (~15 min on 2 CPU cores)"
+	@echo "make demo   - set up .venv, then two real cycles on Gemma-3-270M and the bundled sessions"
 	@echo "make demo-tiny - one cycle on a tiny model built on the spot (a one-minute smoke run)"
 	@echo "make test   - set up .venv, then run the whole test suite"
 	@echo "make lint   - ruff + mypy"
