@@ -73,6 +73,7 @@ def evaluate_and_gate(
         suite_set.all(),
         max_tokens=cfg.eval.max_new_tokens,
         template=cfg.train.template,
+        fallback=cfg.train.fallback_template,
     )
     split, losses = _losses(backend, cfg, target)
     report = _report(cfg, target, suite_set, results, split, losses)
@@ -92,7 +93,12 @@ def _losses(
         return None, None
     split = heldout_split(target.dataset_dir)
     return split.stem, heldout_losses(
-        backend, target.baseline, target.candidate, split, template=cfg.train.template
+        backend,
+        target.baseline,
+        target.candidate,
+        split,
+        template=cfg.train.template,
+        fallback=cfg.train.fallback_template,
     )
 
 

@@ -62,7 +62,13 @@ class CaseResult:
 
 
 def answer(
-    backend: Backend, model: ModelRef, suites: list[Suite], *, max_tokens: int, template: str
+    backend: Backend,
+    model: ModelRef,
+    suites: list[Suite],
+    *,
+    max_tokens: int,
+    template: str,
+    fallback: str | None = None,
 ) -> list[str]:
     """The model's greedy answers to every case of ``suites``, in order."""
     prompts = [[{"role": "user", "content": c.input}] for s in suites for c in s.cases]
@@ -76,6 +82,7 @@ def answer(
         max_tokens=max_tokens,
         temperature=0.0,
         template=template,
+        fallback_template=fallback,
     )
 
 
@@ -87,10 +94,17 @@ def run_suites(
     *,
     max_tokens: int,
     template: str,
+    fallback: str | None = None,
 ) -> list[CaseResult]:
-    """Both models' answers to every case, judged."""
-    before = answer(backend, baseline, suites, max_tokens=max_tokens, template=template)
-    after = answer(backend, candidate, suites, max_tokens=max_tokens, template=template)
+    """Both models' answers to every case, judged.
+
+    ``fallback``: the configured fallback template, used for a model without an adapter
+    (a base model has no recorded training settings), so the baseline is prompted the way
+    the candidate was trained.
+    """
+    kwargs: dict[str, Any] = {"max_tokens": max_tokens, "template": template, "fallback": fallback}
+    before = answer(backend, baseline, suites, **kwargs)
+    after = answer(backend, candidate, suites, **kwargs)
     pairs = iter(zip(before, after, strict=True))
     results = []
     for suite in suites:
@@ -125,9 +139,16 @@ def heldout_split(dataset_dir: Path) -> Path:
 
 
 def heldout_losses(
-    backend: Backend, baseline: ModelRef, candidate: ModelRef, split: Path, *, template: str
+    backend: Backend,
+    baseline: ModelRef,
+    candidate: ModelRef,
+    split: Path,
+    *,
+    template: str,
+    fallback: str | None = None,
 ) -> tuple[float, float]:
-    """Mean token loss of both models on the held-out split."""
-    before = backend.loss(baseline.model_dir, baseline.adapter_dir, split, template=template)
-    after = backend.loss(candidate.model_dir, candidate.adapter_dir, split, template=template)
+    """Mean token loss of both models on the held-out split (``fallback`` as in run_suites)."""
+    kwargs: dict[str, Any] = {"template": template, "fallback_template": fallback}
+    before = backend.loss(baseline.model_dir, baseline.adapter_dir, split, **kwargs)
+    after = backend.loss(candidate.model_dir, candidate.adapter_dir, split, **kwargs)
     return before, after
