@@ -36,10 +36,10 @@ train:
   cutoff_len: 256
 eval:
   max_new_tokens: 8
-  min_improvement: -1.0     # promote what 3 steps give: the pipeline is under test
+  min_cases: 1000           # "insufficient evidence", not blocking: promote what 3 steps
+  block_on_insufficient: false  # give (the pipeline is under test, not the learning)
   guard_tolerance: 1.0
   loss_tolerance: 10.0
-  block_on_insufficient: false
 export:
   formats: [hf, gguf-q8_0]
 """
