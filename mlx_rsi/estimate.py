@@ -199,8 +199,23 @@ def _draft_dataset(ws: Workspace, cfg: Config, paths: list[Path] | None, folder:
             "no high-quality examples from sessions to estimate training on",
             hint="ingest sessions first, or name a dataset with --dataset",
         )
-    split = split_examples(examples, cfg)
+    split = split_examples(examples, cfg, _carried(ws))
     for name, part in (("train", split.train), ("valid", split.valid)):
         lines = b"".join(orjson.dumps(record(e)) + b"\n" for e in part)
         (folder / f"{name}.jsonl").write_bytes(lines)
     return folder
+
+
+def _carried(ws: Workspace) -> tuple[list[bytes], list[str]] | None:
+    """The newest dataset's test sessions: the next dataset keeps them out of training."""
+    from mlx_rsi.dataset import list_datasets
+
+    datasets = list_datasets(ws)
+    if not datasets:
+        return None
+    newest = datasets[-1]
+    sessions = list(newest.manifest.get("sessions", {}).get("test", []))
+    test_file = newest.path / "test.jsonl"
+    if not sessions or not test_file.is_file():
+        return None
+    return test_file.read_bytes().splitlines(keepends=True), sessions
