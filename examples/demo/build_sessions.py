@@ -110,16 +110,21 @@ def write_claude(out: Path, name: str, day: int, turns: list[Turn]) -> None:
     for q, (_, answer, _signal) in zip(typed_requests(turns), turns, strict=True):
         log.add("user", {"role": "user", "content": q})
         if answer.startswith("TOOL:"):
-            call = {"type": "tool_use", "id": f"toolu_{day}{log.n}", "name": "Bash",
-                    "input": {"command": answer[5:], "description": "Show the env file"}}  # fmt: skip
+            command = {"command": answer[5:], "description": "Show the env file"}
+            call = {
+                "type": "tool_use",
+                "id": f"toolu_{day}{log.n}",
+                "name": "Bash",
+                "input": command,
+            }
             log.assistant([call], stop="tool_use")
             result = {
                 "type": "tool_result",
                 "tool_use_id": call["id"],
                 "content": content.ENV_LOCAL,
             }
-            log.add("user", {"role": "user", "content": [result]},
-                    toolUseResult={"stdout": content.ENV_LOCAL, "stderr": "", "interrupted": False})  # fmt: skip
+            shown = {"stdout": content.ENV_LOCAL, "stderr": "", "interrupted": False}
+            log.add("user", {"role": "user", "content": [result]}, toolUseResult=shown)
             answer = content.TOOL_ANSWER
         log.assistant([{"type": "text", "text": answer}])
     folder = out / "claude" / CWD.replace("/", "-")
@@ -164,8 +169,9 @@ def write_codex(out: Path, name: str, day: int, turns: list[Turn]) -> None:
                                            "arguments": arguments, "call_id": call_id})  # fmt: skip
             item(minute + 1, "response_item", {"type": "function_call_output",
                                                "call_id": call_id, "output": output})  # fmt: skip
+        reply = [{"type": "output_text", "text": answer}]
         item(minute + 2, "response_item", {"type": "message", "role": "assistant",
-                                           "content": [{"type": "output_text", "text": answer}]})  # fmt: skip
+                                           "content": reply})  # fmt: skip
     folder = out / "codex" / "sessions" / "2026" / "10" / f"{day:02d}"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"rollout-2026-10-{day:02d}T09-00-00-{sid}.jsonl"
