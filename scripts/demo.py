@@ -166,7 +166,7 @@ def last_cycle(ws: Path) -> tuple[str, dict[str, Any], dict[str, float]]:
 def stage_seconds(conn: Any, cycle_id: str) -> dict[str, float]:
     rows = conn.execute(
         "SELECT stage, started_at, finished_at FROM events"
-        " WHERE cycle_id = ? AND finished_at IS NOT NULL",
+        " WHERE cycle_id = ? AND status = 'done' AND finished_at IS NOT NULL",
         (cycle_id,),
     ).fetchall()
     out: dict[str, float] = {}
@@ -209,7 +209,7 @@ def summarize(
         COLUMNS,
         rows,
     )
-    stage_names = ["ingest", "curate", "dataset", "train", "evaluate", "fuse", "promote", "export"]
+    stage_names = ["curate", "dataset", "train", "evaluate", "fuse", "export"]
     ui.table(
         "Minutes per stage",
         ["version", *stage_names],
