@@ -14,7 +14,7 @@ Then it prints the summary table (suite success per version with the paired CI,
 loss, minutes per stage, artifact sizes), the reports' paths and the commands to
 chat with the result. Two settings differ from the defaults, to fit 15 minutes on
 2 CPU cores: ``train.auto: false`` (one learning rate instead of three trials) and
-``export.formats`` adds GGUF q8_0 (+ MLX on a Mac) to HF.
+``export.formats`` adds GGUF q8_0 and its ollama Modelfile (+ MLX on a Mac) to HF.
 
     python scripts/demo.py                  # what `make demo` runs
     python scripts/demo.py --keep           # reuse ./demo-workspace (finish an interrupted run)
@@ -52,7 +52,7 @@ SECRETS = (  # what examples/demo/content.py plants; none may reach a dataset
 
 def demo_config() -> str:
     """The workspace's mlx-rsi.yaml: defaults except what the 15-minute budget needs."""
-    formats = ["hf", "gguf-q8_0"] + (["mlx"] if _apple_silicon() else [])
+    formats = ["hf", "gguf-q8_0", "ollama"] + (["mlx"] if _apple_silicon() else [])
     return (
         "# `make demo` (scripts/demo.py). Everything not set here is the default.\n"
         "model:\n  base: gemma3-270m\n  name: orca-assistant\n"

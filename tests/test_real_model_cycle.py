@@ -41,7 +41,7 @@ eval:
   guard_tolerance: 1.0
   loss_tolerance: 10.0
 export:
-  formats: [hf, gguf-q8_0]
+  formats: [hf, gguf-q8_0, ollama]
 """
 
 
@@ -85,3 +85,5 @@ def test_real_model_cycle_end_to_end_with_gguf_parity(cli) -> None:
     gguf = Path(record["artifacts"]["gguf-q8_0"])
     assert gguf.is_file() and gguf.stat().st_size > 100_000_000
     assert (ws / "models" / "v1.1" / "hf" / "config.json").is_file()
+    modelfile = (ws / "models" / "v1.1" / "gguf" / "Modelfile").read_text()
+    assert f"FROM ./{gguf.name}" in modelfile
