@@ -308,6 +308,13 @@ def test_sigterm_then_sigkill_during_training_then_restart_completes(ws, daemons
         return last.get("outcome") in ("promoted", "rejected")
 
     third.wait("the cycle's end", finished, timeout=600)
+
+    def restarted_and_idle() -> bool:  # torch was loaded: the daemon starts afresh first
+        log = (ws / "logs" / "daemon.log").read_text()
+        restarted = log.rfind("daemon started (PID") > log.rfind("daemon restarting") >= 0
+        return restarted and third.state().get("state") == "idle"
+
+    third.wait("the restart, then the idle state", restarted_and_idle)
     assert third.finish() == 0
     assert query(ws, "SELECT status FROM cycles") == [("done",)]
     assert query(ws, "SELECT COUNT(*) FROM datasets") == [(1,)]
