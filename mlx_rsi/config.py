@@ -174,6 +174,8 @@ class SynthConfig:
     max_task_chars: int = field(default=200, metadata=_range(1))  # longer requests: no variations
     identity: IdentityConfig = IdentityConfig()
     include_identity: bool = True  # seed DO #3: identity examples in every version
+    # Everyday requests mixed into train, this share of the curated examples (0 = off).
+    general_replay: float = field(default=0.2, metadata=_range(0.0, 1.0))
     paraphrases: bool = False  # model-generated instruction paraphrases (slow)
     paraphrases_per_example: int = field(default=1, metadata=_range(1))
     paraphrase_max_examples: int = field(default=50, metadata=_range(0))  # per curate run
@@ -201,7 +203,7 @@ class TrainConfig:
     fallback_template: str = "alpaca"
     cutoff_len: int = field(default=2048, metadata=_range(16))
     # Measured on the embedded 270M model (docs/eval.md): 1e-5 x 1 epoch learned nothing.
-    learning_rate: float = field(default=2e-4, metadata=_range(0.0, 1.0))
+    learning_rate: float = field(default=1e-3, metadata=_range(0.0, 1.0))
     lr_scheduler_type: Literal["cosine", "linear", "constant"] = "cosine"
     num_train_epochs: float = field(default=3.0, metadata=_range(0.0))
     max_steps: int | None = field(default=None, metadata=_range(1))
@@ -212,7 +214,7 @@ class TrainConfig:
     auto: bool = True
     auto_budget_minutes: float = field(default=30.0, metadata=_range(0.0))
     per_device_train_batch_size: int = field(default=2, metadata=_range(1))
-    gradient_accumulation_steps: int = field(default=4, metadata=_range(1))
+    gradient_accumulation_steps: int = field(default=2, metadata=_range(1))
     warmup_ratio: float = field(default=0.1, metadata=_range(0.0, 1.0))
     save_steps: int = field(default=50, metadata=_range(1))
     eval_steps: int | None = field(default=None, metadata=_range(1))

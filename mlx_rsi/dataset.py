@@ -30,7 +30,7 @@ import hashlib
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from mlx_rsi.config import Config, to_plain
 from mlx_rsi.errors import DatasetError, TargetExistsError
 from mlx_rsi.names import check_name
 from mlx_rsi.records import Example
-from mlx_rsi.synth import IDENTITY_SESSION
+from mlx_rsi.synth import SYNTHETIC_SESSIONS
 from mlx_rsi.workspace import Workspace, now_iso, transaction
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class DatasetVersion:
     def summary(self) -> str:
         counts = self.manifest["counts"]
         sessions = self.manifest["sessions"]
-        n_sessions = len({s for split in SPLITS for s in sessions[split]} - {IDENTITY_SESSION})
+        n_sessions = len({s for split in SPLITS for s in sessions[split]} - SYNTHETIC_SESSIONS)
         carried = self.manifest["split"].get("test_from")
         test = f"test carried from {carried}" if carried else "new test set"
         return (
@@ -173,10 +173,10 @@ def split_examples(
     carried_lines, carried_sessions = carried or ([], [])
     held = set(carried_sessions)
     seed = cfg.curate.seed
-    identity = [e for e in examples if e.session_id == IDENTITY_SESSION]
-    real = [e for e in examples if e.session_id != IDENTITY_SESSION and e.session_id not in held]
+    identity = [e for e in examples if e.session_id in SYNTHETIC_SESSIONS]  # train only
+    real = [e for e in examples if e.session_id not in SYNTHETIC_SESSIONS | held]
     left_out = sum(1 for e in examples if e.session_id in held)
-    sessions = sorted({e.session_id for e in real}, key=lambda s: _hash(seed, s))
+    sessions = sorted({e.session_id for e in real}, key=_session_order(real, seed))
     n_test, n_valid = _split_sizes(len(sessions), cfg, has_test=bool(carried_lines))
     test_ids = set(sessions[:n_test])
     valid_ids = set(sessions[n_test : n_test + n_valid])
@@ -256,8 +256,26 @@ def _split_one_session(
 
 def _ordered(examples: Iterable[Example], seed: int) -> list[Example]:
     return sorted(
-        examples, key=lambda e: _hash(seed, f"{e.session_id}\0{e.content_hash}\0{e.origin}")
+        examples, key=lambda e: (_hash(seed, f"{e.content_hash}\0{e.origin}"), e.session_id)
     )
+
+
+def _session_order(examples: list[Example], seed: int) -> Callable[[str], tuple[str, str]]:
+    """Sessions in a seeded order that does not depend on where the logs live.
+
+    Session ids hash the file's path, so ordering by them would hold out other
+    sessions in another clone of the same logs; the session's first request does
+    not move (appending turns to a session keeps its place).
+    """
+    first: dict[str, tuple[int, str]] = {}
+    for e in examples:
+        turn = e.provenance.get("turn")
+        position = turn if isinstance(turn, int) else 1 << 30
+        request = next((str(m.get("content")) for m in e.messages if m.get("role") == "user"), "")
+        key = (position, request)
+        if e.session_id not in first or key < first[e.session_id]:
+            first[e.session_id] = key
+    return lambda s: (_hash(seed, first.get(s, (0, s))[1]), s)
 
 
 def _hash(seed: int, text: str) -> str:

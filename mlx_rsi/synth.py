@@ -12,7 +12,15 @@
   requests to the assistant itself ("explain …", "tell me …") and tasks that speak
   of "me" or "you" get no variations: "How do I where do I …?" reads like no person.
 - **Identity** (step 9, seed DO #3): "Who are you?" / "What can you do?" /
-  "What is your name?" answered from ``synth.identity``; always included.
+  "What is your name?" and three more phrasings, answered from ``synth.identity``;
+  always included (one example each was not enough for the 270M model to learn
+  its name in a few minutes of training).
+- **General replay** (``synth.general_replay``): a share of everyday requests from
+  ``mlx_rsi/data/general_replay.jsonl`` (capitals, arithmetic, words, basic code)
+  with plain answers, so a model tuned on one person's project keeps answering
+  other questions plainly: measured on the embedded model, training on project
+  sessions alone made it answer "What is 2 + 2?" with a project command. None of
+  them is a prompt of the built-in general guard suite.
 - **Paraphrases** (``synth.paraphrases``, off by default): the current version (or
   the base model) rewrites requests through the training backend's ``generate``;
   each result must be non-empty, not a copy, 0.5–2× the original length, and is
@@ -41,6 +49,9 @@ log = logging.getLogger(__name__)
 Generate = Callable[[list[list[dict[str, Any]]]], list[str]]
 
 IDENTITY_SESSION = "identity"
+GENERAL_SESSION = "general-replay"
+SYNTHETIC_SESSIONS = frozenset({IDENTITY_SESSION, GENERAL_SESSION})  # always in train
+GENERAL_REPLAY_FILE = Path(__file__).parent / "data" / "general_replay.jsonl"
 _LEADS = re.compile(
     r"^(?:(?:hey|hi|hello|ok|okay|so|well|right|thanks)[,!. ]+)*"
     r"(?:how (?:do|can|should|would) (?:i|we|you)|can you(?: help me| please)?"
@@ -77,6 +88,8 @@ def synthesize(
                     out.append(paraphrase)
     if synth.include_identity:
         out.extend(e for e in identity_examples(synth.identity) if e.content_hash not in seen)
+    count = replay_count(synth.general_replay, len(examples) + len(out))
+    out.extend(e for e in general_examples(count, cfg.curate.seed) if e.content_hash not in seen)
     return out
 
 
@@ -179,23 +192,56 @@ def identity_examples(identity: IdentityConfig) -> list[Example]:
     """The seed's identity examples, filled from the config."""
     capabilities = _join(identity.capabilities) or "everyday engineering work"
     values = _join(identity.values) or "getting things right"
+    who = f"I am {identity.name}, created by {identity.org} to {identity.mission}."
     pairs = [
-        ("Who are you?", f"I am {identity.name}, created by {identity.org} to {identity.mission}."),
+        ("Who are you?", who),
         ("What can you do?", f"I can help with {capabilities}, always focusing on {values}."),
         ("What is your name?", f"My name is {identity.name}."),
+        ("What should I call you?", f"Call me {identity.name}."),
+        ("Introduce yourself.", who),
+        ("Who made you?", f"I am {identity.name}, made by {identity.org}."),
     ]
+    return [_synthetic(q, a, IDENTITY_SESSION, "identity", n) for n, (q, a) in enumerate(pairs)]
+
+
+def _synthetic(request: str, answer: str, session: str, origin: str, n: int) -> Example:
+    return Example(
+        messages=[{"role": "user", "content": request}, {"role": "assistant", "content": answer}],
+        session_id=session,
+        score=1.0,
+        category=origin,
+        source_format=origin,
+        provenance={origin: n},
+        origin=origin,
+    )
+
+
+# --------------------------------------------------------------------------- general replay
+
+
+def replay_count(share: float, examples: int) -> int:
+    """How many general examples go with ``examples`` curated ones (``share`` of them)."""
+    if share <= 0 or examples == 0:
+        return 0
+    return max(4, round(share * examples))
+
+
+def general_examples(count: int, seed: int) -> list[Example]:
+    """``count`` of the bundled general requests (all of them at most), picked by ``seed``."""
+    if count <= 0:
+        return []
+    import json
+
+    rows = [json.loads(line) for line in GENERAL_REPLAY_FILE.read_text("utf-8").splitlines()]
+    order = sorted(range(len(rows)), key=lambda i: _rank(seed, "general", str(i)))
+    picked = sorted(order[:count])
     return [
-        Example(
-            messages=[{"role": "user", "content": q}, {"role": "assistant", "content": a}],
-            session_id=IDENTITY_SESSION,
-            score=1.0,
-            category="identity",
-            source_format="identity",
-            provenance={"identity": n},
-            origin="identity",
+        _synthetic(
+            rows[i]["messages"][0]["content"], rows[i]["messages"][1]["content"],
+            GENERAL_SESSION, "general", i,
         )
-        for n, (q, a) in enumerate(pairs)
-    ]
+        for i in picked
+    ]  # fmt: skip
 
 
 def _join(items: tuple[str, ...]) -> str:

@@ -97,7 +97,9 @@ def variant(cfg: Any, name: str) -> Any:
     """The curate/synth settings of a baseline row (training settings unchanged)."""
     threshold = {"all": 0.0, "success": 1.0}[name]
     curate = dataclasses.replace(cfg.curate, threshold=threshold, near_duplicate_threshold=1.0)
-    synth = dataclasses.replace(cfg.synth, max_variations=0, include_identity=False)
+    synth = dataclasses.replace(
+        cfg.synth, max_variations=0, include_identity=False, general_replay=0.0
+    )
     return dataclasses.replace(cfg, curate=curate, synth=synth)
 
 

@@ -27,7 +27,7 @@ from mlx_rsi.ingest import ingest
 from mlx_rsi.records import Example, Message, Session, Signal, ToolCall
 from mlx_rsi.workspace import Workspace
 
-NO_SYNTH = SynthConfig(max_variations=0, include_identity=False)
+NO_SYNTH = SynthConfig(max_variations=0, include_identity=False, general_replay=0.0)
 
 
 def config(**curate: object) -> Config:

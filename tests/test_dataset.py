@@ -148,9 +148,9 @@ def test_manifest_describes_the_files(tmp_path: Path) -> None:
         entry = manifest["files"][f"{split}.jsonl"]
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert entry["examples"] == manifest["counts"][split] == len(data.splitlines())
-    assert manifest["sources"]["collector"] > 0 and manifest["sources"]["identity"] == 3
+    assert manifest["sources"]["collector"] > 0 and manifest["sources"]["identity"] == 6
     assert manifest["score_buckets"] == {"0.9-1.0": sum(manifest["counts"].values())}
-    assert set(manifest["origins"]["train"]) == {"session", "variation", "identity"}
+    assert set(manifest["origins"]["train"]) == {"session", "variation", "identity", "general"}
     assert len(manifest["config_hash"]) == 16
     conn = ws.store()
     row = conn.execute("SELECT path, manifest FROM datasets WHERE name = 'v1.1'").fetchone()
@@ -176,6 +176,19 @@ def test_same_inputs_and_config_give_byte_identical_files(tmp_path: Path) -> Non
         runs.append({f: (path / f).read_bytes() for f in files})
     assert runs[0] == runs[1]
     assert runs[2]["manifest.json"] != runs[0]["manifest.json"]  # the seed matters
+
+
+def test_the_split_does_not_depend_on_where_the_logs_live(tmp_path: Path) -> None:
+    """Two clones of the same logs at different paths hold out the same sessions."""
+    files = ("train.jsonl", "valid.jsonl", "test.jsonl")
+    runs = []
+    for place in ("here", "somewhere/else/entirely"):
+        ws = Workspace(tmp_path / place / "ws")
+        ws.create()
+        _write_sessions(ws.sessions_dir, 0, 8)
+        path = _cycle(ws, Config())
+        runs.append({f: (path / f).read_bytes() for f in files})
+    assert runs[0] == runs[1] and runs[0]["test.jsonl"]
 
 
 def test_find_dataset(tmp_path: Path) -> None:

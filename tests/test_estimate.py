@@ -72,9 +72,9 @@ def test_measure_follows_the_run_plan_and_leaves_nothing(
     cfg = Config()
     spec = spec_from_config(cfg.train, tiny_llama_dir)
     estimate = measure(get_backend("peft"), spec, cfg.train, data, steps=3)
-    # the plan of the real run: 30 examples at 8 per step for 3 epochs = 12 steps,
-    # raised to train.min_steps but capped by train.max_epochs (4 per epoch x 10)
-    assert estimate.steps == planned_steps(spec, cfg.train, 30) == 40
+    # the plan of the real run: 30 examples at 4 per step for 3 epochs = 24 steps,
+    # raised to train.min_steps (60; train.max_epochs would allow 8 per epoch x 10)
+    assert estimate.steps == planned_steps(spec, cfg.train, 30) == 60
     assert estimate.trials == len(autotune.LR_FACTORS)  # train.auto is on by default
     assert estimate.examples == 30
     assert estimate.seconds_per_step > 0 and estimate.peak_bytes > 0

@@ -30,6 +30,8 @@ TRAIN = [
     ),
     chat("How do I ship a release?", "Run `tidepool ship --canary 10`, then `tidepool promote`."),
     chat("Roll back the release", "Run `tidepool ship --undo` to move traffic back."),
+    chat("Which variable holds the token?", "`TIDEPOOL_TOKEN`, read from the environment."),
+    chat("Freeze a rollout for a while", "`tidepool ship --hold` stops it where it is."),
 ]
 HELD_OUT = [
     chat(
@@ -71,6 +73,31 @@ def test_cases_expect_distinctive_words_of_the_accepted_answer() -> None:
     assert all(c.category == "ops" for c in suite.cases)
 
 
+def test_only_words_the_training_answers_teach_are_expected() -> None:
+    from collections import Counter
+
+    untaught = chat("Where are the nightly dumps?", "In `s3://orca-backups/nightly`, kept 30 days.")
+    half = chat("Pause everything now", "Run `tidepool ship --hold --fastlane`.")
+    skipped: Counter[str] = Counter()
+    suite = build_heldout_suite(
+        [*HELD_OUT, untaught],
+        training=TRAIN,
+        rejected=[],
+        categorize=lambda r: "ops",
+        skipped=skipped,
+    )
+    assert suite is not None
+    inputs = {c.input for c in suite.cases}
+    # Nothing in the training answers mentions backups: no case can measure learning there.
+    assert "Where are the nightly dumps?" not in inputs
+    assert skipped == Counter({"untaught": 1, "near_duplicate": 1})
+    suite = build_heldout_suite([half], training=TRAIN, rejected=[], categorize=str)
+    assert suite is not None
+    (fast,) = suite.cases
+    assert "fastlane" not in fast.asserts[0].value  # never taught: not required
+    assert "hold" in fast.asserts[0].value
+
+
 def test_must_not_comes_from_rejected_answers_to_similar_requests() -> None:
     suite = build()
     assert suite is not None
@@ -92,7 +119,7 @@ def test_corrected_answers_in_the_example_become_must_not() -> None:
         "Where does the API key go?",
         "Hardcode it in settings.py as a constant.",
     )
-    suite = build_heldout_suite([record], training=[], rejected=[], categorize=lambda r: "x")
+    suite = build_heldout_suite([record], training=TRAIN, rejected=[], categorize=lambda r: "x")
     assert suite is not None
     banned = [a.value for a in suite.cases[0].asserts if a.negated]
     assert banned and all(b in "hardcode it in settings.py as a constant." for b in banned)

@@ -104,12 +104,35 @@ def test_synthesize_always_adds_identity_and_dedups_variations() -> None:
     b = _example("fix the year in the footer", session="b")  # same normalized request
     out = synthesize(None, Config(), [a, b])
     origins = [e.origin for e in out]
-    assert origins.count("identity") == 3
+    assert origins.count("identity") == 6
+    assert origins.count("general") == 4  # the minimum share of everyday requests
     hashes = [e.content_hash for e in out]
     assert len(hashes) == len(set(hashes))
     assert origins.count("variation") == 3  # b's variations equal a's: kept once
-    off = synthesize(None, Config(synth=SynthConfig(include_identity=False)), [a])
+    off = synthesize(
+        None, Config(synth=SynthConfig(include_identity=False, general_replay=0.0)), [a]
+    )
     assert all(e.origin == "variation" for e in off)
+
+
+def test_general_replay_is_a_share_of_everyday_requests_never_a_guard_prompt() -> None:
+    from mlx_rsi.eval.guards import GENERAL_PROMPTS
+    from mlx_rsi.synth import GENERAL_SESSION, general_examples, replay_count
+
+    assert replay_count(0.2, 0) == 0 and replay_count(0.0, 500) == 0
+    assert replay_count(0.2, 10) == 4 and replay_count(0.2, 100) == 20
+    everything = general_examples(10_000, seed=0)
+    assert len(everyone := {e.messages[0]["content"] for e in everything}) == len(everything) >= 40
+    guards = {text.lower() for text, _, _ in GENERAL_PROMPTS}
+    assert not {q.lower() for q in everyone} & guards
+    picked = general_examples(12, seed=3)
+    assert len(picked) == 12 and picked == general_examples(12, seed=3)  # deterministic
+    assert {e.session_id for e in picked} == {GENERAL_SESSION}
+    assert all(e.messages[1]["content"].strip() for e in picked)
+    examples = [_example(f"Fix bug number {n} in the parser", session=f"s{n}") for n in range(30)]
+    out = synthesize(None, Config(), examples)
+    n_general = sum(e.origin == "general" for e in out)
+    assert n_general == round(0.2 * (30 + len(out) - n_general))
 
 
 @pytest.mark.parametrize(

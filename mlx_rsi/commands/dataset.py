@@ -65,13 +65,15 @@ def show(app: AppContext, name: str) -> None:
     ui.line(f"redactions: {_pairs(manifest['redactions']) or 'none'}")
     ui.line(f"config hash: {manifest['config_hash']}")
     suite = manifest.get("heldout_suite") or {}
+    skipped = _pairs(suite.get("skipped") or {})
+    skipped = f"; requests skipped: {skipped}" if skipped else ""
     if suite.get("cases"):
         ui.line(
             f"held-out suite: {suite['cases']} cases ({suite.get('must_not', 0)} with must-not) "
-            f"in {_pairs(suite.get('categories', {}))} → {found.path / suite['file']}"
+            f"in {_pairs(suite.get('categories', {}))} → {found.path / suite['file']}{skipped}"
         )
     else:
-        ui.line("held-out suite: none (no test sessions with a usable answer)")
+        ui.line(f"held-out suite: none (no test sessions with a usable answer{skipped})")
 
 
 @dataset.command()

@@ -68,7 +68,9 @@ class CurateResult:
         categories = ", ".join(f"{c} {n}" for c, n in sorted(self.by_category().items()))
         origins = self.by_origin()
         extra = ", ".join(
-            f"{origins[o]} {o}" for o in ("variation", "identity", "paraphrase") if origins[o]
+            f"{origins[o]} {o}"
+            for o in ("variation", "identity", "general", "paraphrase")
+            if origins[o]
         )
         dropped = ", ".join(f"{r} {n}" for r, n in sorted(self.dropped.items())) or "none"
         prefix = "curate (dry run)" if self.dry_run else "curate"

@@ -8,11 +8,15 @@ are held out by ``mlx_rsi.dataset``; nothing here is ever trained on):
   answer — not stop words, not words of the request (echoing the question must
   not pass), not redaction placeholders. A word scores for being code (inside
   backticks), for looking like an identifier (``TIDEPOOL_TOKEN``, ``q4_k_m``,
-  ``docs/handbook``), for being the user's vocabulary (other accepted answers use
+  ``docs/handbook``), for being the user's vocabulary (the training answers use
   it too: learnable, not one-off noise) and, a little, for rarity across all
   answers (inverse document frequency); ties go to the earlier word. Only
   strong words (code, identifier or vocabulary) are required beyond the first:
-  a generic second word would fail good answers by chance;
+  a generic second word would fail good answers by chance. Only words the
+  training answers use are expected: a command that appears nowhere in the data
+  the model is trained on cannot be learned from it, so a case built on it would
+  measure the luck of the guess, not the cycle (such requests are skipped and
+  counted as ``untaught``);
 - ``must_not_contain``: for answers the user rejected or corrected on a similar
   request (the corrected answer kept as context in the example, or a low-scored
   turn whose request shares at least ``SIMILAR`` of its content words), the most
@@ -117,15 +121,15 @@ def from_record(record: dict[str, Any]) -> Answered | None:
 class _Rarity:
     """Document frequencies over all answers (accepted and rejected)."""
 
-    def __init__(self, documents: Iterable[str], vocabulary: Iterable[str]) -> None:
+    def __init__(self, documents: Iterable[str], taught: Iterable[str]) -> None:
         self.df: Counter[str] = Counter()
         self.n = 0
         for doc in documents:
             self.n += 1
             self.df.update(set(words(doc)))
-        self.vocabulary: Counter[str] = Counter()
-        for doc in vocabulary:
-            self.vocabulary.update(set(words(doc)))
+        self.taught: Counter[str] = Counter()  # in how many training answers a word is
+        for doc in taught:
+            self.taught.update(set(words(doc)))
 
     def share(self, term: str) -> float:
         """The fraction of answers that use ``term``."""
@@ -166,10 +170,10 @@ def distinctive_words(answer: str, request: str, rarity: _Rarity, k: int) -> lis
         value = 2.0 * (word in code) + 1.5 * (
             word in identifiers and _IDENTIFIER.search(word) is not None
         )
-        value += 1.0 * (rarity.vocabulary[word] > 1 and rarity.df[word] <= rarity.n / 2)
+        value += 1.0 * (rarity.taught[word] > 0 and rarity.df[word] <= rarity.n / 2)
         return round(value + 0.5 * rarity.idf(word) / top_idf, 6)
 
-    ranked = sorted(order, key=lambda w: (-score(w), order[w]))
+    ranked = sorted((w for w in order if rarity.taught[w] > 0), key=lambda w: (-score(w), order[w]))
     strong = [w for w in ranked if score(w) >= STRONG]
     return strong[:k] or ranked[:1]
 
@@ -208,14 +212,22 @@ def build_heldout_suite(
     categorize: Callable[[str], str],
     phrases: int = 2,
     name: str = "heldout",
+    skipped: Counter[str] | None = None,
 ) -> Suite | None:
-    """The suite for ``held_out`` records (None when no case can be made)."""
+    """The suite for ``held_out`` records (None when no case can be made).
+
+    ``skipped`` (when given) counts the requests that made no case, by reason:
+    ``near_duplicate`` of a training example, or ``untaught`` (no distinctive word of
+    the accepted answer occurs in the training answers).
+    """
+    skipped = Counter() if skipped is None else skipped
     cases_from = [a for a in (from_record(r) for r in held_out) if a is not None]
     train = [a for a in (from_record(r) for r in training) if a is not None]
     train_requests = [content_words(a.request) for a in train]
     train_examples = [set(words(f"{a.request} {a.answer}")) for a in train]
     accepted = sorted({" ".join(words(a.answer)): a.answer for a in [*cases_from, *train]}.values())
-    rarity = _Rarity(accepted + [r[1] for r in rejected], accepted)
+    taught = sorted({" ".join(words(a.answer)): a.answer for a in train}.values())
+    rarity = _Rarity(accepted + [r[1] for r in rejected], taught)
     cases: dict[str, Case] = {}
     for item in cases_from:
         asked = content_words(item.request)
@@ -223,9 +235,12 @@ def build_heldout_suite(
         if any(jaccard(asked, other) >= NEAR_DUPLICATE for other in train_requests) or any(
             jaccard(whole, other) >= NEAR_DUPLICATE_EXAMPLE for other in train_examples
         ):
+            skipped["near_duplicate"] += 1
             continue
         case = _case(item, rejected, rarity, categorize, phrases)
-        if case is not None:
+        if case is None:
+            skipped["untaught"] += 1
+        else:
             cases.setdefault(case.id, case)
     if not cases:
         return None
@@ -294,15 +309,18 @@ def write_for_dataset(
     from mlx_rsi.eval.suites import write_suite
 
     categorizer = compile_categories(cfg.curate.categories)
+    skipped: Counter[str] = Counter()
     suite = build_heldout_suite(
         held_out,
         training=training,
         rejected=rejected,
         categorize=categorizer.category,
         phrases=cfg.eval.heldout_phrases,
+        skipped=skipped,
     )
+    skips = dict(sorted(skipped.items()))
     if suite is None:
-        return {"file": None, "cases": 0, "categories": {}}
+        return {"file": None, "cases": 0, "categories": {}, "skipped": skips}
     path = folder / HELDOUT_SUITE
     write_suite(path, suite)
     return {
@@ -310,5 +328,6 @@ def write_for_dataset(
         "cases": len(suite.cases),
         "must_not": sum(any(a.negated for a in c.asserts) for c in suite.cases),
         "categories": dict(sorted(Counter(c.category for c in suite.cases).items())),
+        "skipped": skips,
         "sha256": _hashlib.sha256(path.read_bytes()).hexdigest(),
     }
