@@ -11,7 +11,14 @@ repeated 40 times).
 configured one — the configured first (in the run's own folder, so it resumes
 like any run), then half, then double — each from scratch on the training split,
 as long as ``train.auto_budget_minutes`` allows another trial of the same length,
-and keeps the adapter with the lowest *validation* loss. It applies when the run's
+and keeps the adapter that does best on the *validation suite* — cases built from
+the validation sessions the way the held-out suite is built from the test sessions
+(``mlx_rsi.eval.heldout``), answered greedily by each trial — with the lowest
+validation loss breaking ties (and deciding alone when the validation sessions
+make no case). Loss alone is not enough: in the runs of docs/eval.md on the
+embedded model, validation loss ranked the learning rates in the opposite order
+of what they taught (a confident wrong fact costs more loss than a vague answer).
+It applies when the run's
 length comes from epochs: an explicit ``max_steps`` or a resumed run trains as
 configured. The test split and the held-out suite are never used to
 choose: they judge the result afterwards. Trials live in ``runs/<id>/trials/``;
@@ -35,6 +42,7 @@ from mlx_rsi.config import TrainConfig
 
 log = logging.getLogger(__name__)
 LR_FACTORS = (1.0, 0.5, 2.0)  # configured first: it is the one that must always run
+VALIDATION_TOKENS = 64  # eval.max_new_tokens' default: the suite judges answers this long
 
 
 def count_examples(dataset_dir: Path) -> int:
@@ -99,20 +107,57 @@ def train(
         folder = out_dir / "trials" / f"{n}-lr{candidate.learning_rate:.2e}"
         result = backend.train(candidate, dataset_dir, folder, on_event)
         trials.append((candidate, result, folder))
-    best = min(range(len(trials)), key=lambda i: (_val(trials[i][1]), i))
-    _record(out_dir, trials, best)
+    success = suite_success(backend, spec, dataset_dir, [r.adapter_dir for _, r, _ in trials])
+    best = min(range(len(trials)), key=lambda i: (-(success[i] or 0.0), _val(trials[i][1]), i))
+    _record(out_dir, trials, best, success)
     return trials[best][1]
+
+
+def suite_success(
+    backend: Backend, spec: TrainSpec, dataset_dir: Path, adapters: list[Path]
+) -> list[float | None]:
+    """Each adapter's success on the validation suite (None each when it has no case)."""
+    from mlx_rsi.dataset import read_split
+    from mlx_rsi.eval.heldout import build_heldout_suite
+    from mlx_rsi.eval.suites import judge
+
+    suite = build_heldout_suite(
+        read_split(dataset_dir / "valid.jsonl"),
+        training=read_split(dataset_dir / "train.jsonl"),
+        rejected=[],
+        categorize=lambda request: "validation",
+        name="validation",
+    )
+    if suite is None or len(adapters) < 2:
+        return [None] * len(adapters)
+    prompts = [[{"role": "user", "content": case.input}] for case in suite.cases]
+    rates: list[float | None] = []
+    for adapter in adapters:
+        answers = backend.generate(
+            spec.model_dir, adapter, prompts, max_tokens=VALIDATION_TOKENS, temperature=0.0
+        )
+        passed = sum(
+            judge(case, text).passed for case, text in zip(suite.cases, answers, strict=True)
+        )
+        rates.append(passed / len(suite.cases))
+    return rates
 
 
 def _val(result: TrainResult) -> float:
     return result.best_val_loss if result.best_val_loss is not None else math.inf
 
 
-def _record(out_dir: Path, trials: list[tuple[TrainSpec, TrainResult, Path]], best: int) -> None:
+def _record(
+    out_dir: Path,
+    trials: list[tuple[TrainSpec, TrainResult, Path]],
+    best: int,
+    success: list[float | None],
+) -> None:
     rows = [
         {
             "learning_rate": s.learning_rate,
             "steps": r.steps,
+            "validation_suite_success": success[i],
             "best_val_loss": r.best_val_loss,
             "final_loss": r.final_loss,
             "seconds": r.seconds,
@@ -128,8 +173,9 @@ def _record(out_dir: Path, trials: list[tuple[TrainSpec, TrainResult, Path]], be
         shutil.copyfile(metrics, out_dir / "metrics.jsonl")
     chosen = rows[best]
     log.info(
-        "train.auto: kept learning rate %.2e (validation loss %s) of %d trial(s)",
+        "train.auto: kept learning rate %.2e (validation suite %s, loss %s) of %d trial(s)",
         chosen["learning_rate"],
+        "n/a" if success[best] is None else f"{success[best]:.0%}",
         chosen["best_val_loss"],
         len(rows),
     )

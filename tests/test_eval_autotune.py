@@ -1,5 +1,6 @@
-"""train.min_steps and train.auto's choice by validation loss (a scripted backend: the
-choice and the budget are under test here, not training; real training is in test_eval)."""
+"""train.min_steps and train.auto's choice by validation suite, then loss (a scripted
+backend: the choice and the budget are under test here, not training; real training is
+in test_eval)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,43 @@ def test_auto_keeps_the_lowest_validation_loss(tmp_path: Path) -> None:
     record = json.loads((tmp_path / "run" / "auto.json").read_text())
     assert [t["chosen"] for t in record["trials"]] == [False, True, False]
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["loss"] == 1e-4
+
+
+class AnsweringBackend(ScriptedBackend):
+    """Trials answer the validation questions well or badly, by learning rate."""
+
+    def __init__(self, val_losses: dict[float, float], good: float) -> None:
+        super().__init__(val_losses)
+        self.good = good
+        self.asked: list[int] = []
+
+    def generate(self, model_dir, adapter_dir, prompts, **kwargs):  # type: ignore[no-untyped-def]
+        self.asked.append(len(prompts))
+        lr = next(lr for lr, folder in self.calls if adapter_dir == folder / "adapter")
+        answer = "Run `tidepool ship --hold` now." if lr == self.good else "I am not sure."
+        return [answer] * len(prompts)
+
+
+def test_auto_keeps_the_best_on_the_validation_suite_before_loss(tmp_path: Path) -> None:
+    def record(request: str, answer: str) -> str:
+        messages = [{"role": "user", "content": request}, {"role": "assistant", "content": answer}]
+        return json.dumps({"messages": messages}) + "\n"
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.jsonl").write_text(
+        record("Freeze the rollout", "`tidepool ship --hold` stops it where it is.")
+        + record("Ship a release", "Run `tidepool ship --canary 10`.")
+    )
+    (data / "valid.jsonl").write_text(record("Pause the bad canary", "Run `tidepool ship --hold`."))
+    spec = TrainSpec(model_dir=tmp_path, learning_rate=2e-4)
+    # The lowest validation loss (1e-4) answers badly; 4e-4 answers with the taught command.
+    backend = AnsweringBackend({2e-4: 1.5, 1e-4: 1.2, 4e-4: 1.9}, good=4e-4)
+    result = autotune.train(backend, spec, TrainConfig(), data, tmp_path / "run", lambda e: None)
+    assert result.best_val_loss == 1.9 and backend.asked == [1, 1, 1]
+    record_ = json.loads((tmp_path / "run" / "auto.json").read_text())
+    assert [t["validation_suite_success"] for t in record_["trials"]] == [0.0, 0.0, 1.0]
+    assert [t["chosen"] for t in record_["trials"]] == [False, False, True]
 
 
 def test_auto_off_with_explicit_steps_or_a_budget_of_zero(tmp_path: Path) -> None:
