@@ -108,7 +108,7 @@ class Example:
     signals: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)  # file, message keys
     redactions: dict[str, int] = field(default_factory=dict)  # placeholder kind -> count
-    origin: str = "session"  # session | variation | identity | general | paraphrase
+    origin: str = "session"  # session | variation | identity | replay | paraphrase
 
     @property
     def content_hash(self) -> str:

@@ -204,12 +204,14 @@ def identity_examples(identity: IdentityConfig) -> list[Example]:
     return [_synthetic(q, a, IDENTITY_SESSION, "identity", n) for n, (q, a) in enumerate(pairs)]
 
 
-def _synthetic(request: str, answer: str, session: str, origin: str, n: int) -> Example:
+def _synthetic(
+    request: str, answer: str, session: str, origin: str, n: int, *, category: str = ""
+) -> Example:
     return Example(
         messages=[{"role": "user", "content": request}, {"role": "assistant", "content": answer}],
         session_id=session,
         score=1.0,
-        category=origin,
+        category=category or origin,
         source_format=origin,
         provenance={origin: n},
         origin=origin,
@@ -238,7 +240,7 @@ def general_examples(count: int, seed: int) -> list[Example]:
     return [
         _synthetic(
             rows[i]["messages"][0]["content"], rows[i]["messages"][1]["content"],
-            GENERAL_SESSION, "general", i,
+            GENERAL_SESSION, "replay", i, category="everyday",
         )
         for i in picked
     ]  # fmt: skip

@@ -176,7 +176,8 @@ def last_cycle(conn: sqlite3.Connection) -> list[tuple[str, str]] | None:
     manifest = _manifest(conn, v.dataset)
     counts = manifest.get("counts", {})
     categories = sorted(
-        {c for split in manifest.get("categories", {}).values() for c in split} - {"identity"}
+        {c for split in manifest.get("categories", {}).values() for c in split}
+        - {"identity", "everyday"}
     )
     run = conn.execute("SELECT result FROM runs WHERE id = ?", (v.run_id,)).fetchone()
     result = json.loads(run[0]) if run and run[0] else {}

@@ -76,6 +76,7 @@ class Cycle:
     estimate_seconds: float = 0.0  # what `train --estimate` itself took
     report: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)
+    seed_table: list[tuple[str, str]] = field(default_factory=list)  # `status`'s last cycle
 
 
 def main() -> int:
@@ -143,7 +144,20 @@ def run_batch(cli: list[str], ws: Path, batch: str, max_steps: int | None) -> Cy
         _say(f"the {batch} cycle failed (exit {done.returncode}); rerun with --keep to finish it")
         return None
     cycle.version, cycle.report, cycle.stages = last_cycle(ws)
+    cycle.seed_table = seed_table(ws)
     return cycle
+
+
+def seed_table(ws: Path) -> list[tuple[str, str]]:
+    """The seed guide's expected-results rows for the latest cycle (as `mlx-rsi status`)."""
+    from mlx_rsi.versions_view import last_cycle as last_cycle_rows
+    from mlx_rsi.workspace import Workspace
+
+    conn = Workspace(ws).store()
+    try:
+        return last_cycle_rows(conn) or []
+    finally:
+        conn.close()
 
 
 def last_cycle(ws: Path) -> tuple[str, dict[str, Any], dict[str, float]]:
@@ -203,6 +217,8 @@ def summarize(
     from mlx_rsi.ui import UI
 
     ui = UI()
+    for cycle in cycles:
+        ui.table(f"Cycle {cycle.version} ({cycle.batch})", ["result", "value"], cycle.seed_table)
     rows = [_version_row(c) for c in cycles]
     ui.table(
         "Results (held-out suite: cases from whole held-out sessions, never trained on)",

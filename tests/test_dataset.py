@@ -150,7 +150,7 @@ def test_manifest_describes_the_files(tmp_path: Path) -> None:
         assert entry["examples"] == manifest["counts"][split] == len(data.splitlines())
     assert manifest["sources"]["collector"] > 0 and manifest["sources"]["identity"] == 6
     assert manifest["score_buckets"] == {"0.9-1.0": sum(manifest["counts"].values())}
-    assert set(manifest["origins"]["train"]) == {"session", "variation", "identity", "general"}
+    assert set(manifest["origins"]["train"]) == {"session", "variation", "identity", "replay"}
     assert len(manifest["config_hash"]) == 16
     conn = ws.store()
     row = conn.execute("SELECT path, manifest FROM datasets WHERE name = 'v1.1'").fetchone()

@@ -105,7 +105,7 @@ def test_synthesize_always_adds_identity_and_dedups_variations() -> None:
     out = synthesize(None, Config(), [a, b])
     origins = [e.origin for e in out]
     assert origins.count("identity") == 6
-    assert origins.count("general") == 4  # the minimum share of everyday requests
+    assert origins.count("replay") == 4  # the minimum share of everyday requests
     hashes = [e.content_hash for e in out]
     assert len(hashes) == len(set(hashes))
     assert origins.count("variation") == 3  # b's variations equal a's: kept once
@@ -131,7 +131,7 @@ def test_general_replay_is_a_share_of_everyday_requests_never_a_guard_prompt() -
     assert all(e.messages[1]["content"].strip() for e in picked)
     examples = [_example(f"Fix bug number {n} in the parser", session=f"s{n}") for n in range(30)]
     out = synthesize(None, Config(), examples)
-    n_general = sum(e.origin == "general" for e in out)
+    n_general = sum(e.origin == "replay" and e.category == "everyday" for e in out)
     assert n_general == round(0.2 * (30 + len(out) - n_general))
 
 

@@ -69,7 +69,7 @@ class CurateResult:
         origins = self.by_origin()
         extra = ", ".join(
             f"{origins[o]} {o}"
-            for o in ("variation", "identity", "general", "paraphrase")
+            for o in ("variation", "identity", "replay", "paraphrase")
             if origins[o]
         )
         dropped = ", ".join(f"{r} {n}" for r, n in sorted(self.dropped.items())) or "none"

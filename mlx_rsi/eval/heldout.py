@@ -139,7 +139,7 @@ class _Rarity:
         return math.log((1 + self.n) / (1 + self.df[term])) + 1.0
 
 
-_PLACEHOLDER = re.compile(r"<[A-Za-z_]+(?::[A-Za-z0-9_]+)?>")
+_PLACEHOLDER = re.compile(r"<[A-Za-z_][A-Za-z0-9_-]*(?::[A-Za-z0-9_]+)?>")  # <SECRET:x>, <trace-id>
 _CODE = re.compile(r"`([^`]+)`")
 _IDENTIFIER = re.compile(r"[_./\-0-9]|[a-z][A-Z]|^[A-Z]{3,}")
 
