@@ -93,6 +93,7 @@ class Framework(Protocol):
     world_size: int
     is_main: bool
     examples: int  # encoded training examples
+    target_tokens: int  # trained tokens of one pass over them (estimates scale by it)
     skipped: int  # training examples dropped (nothing left to train after the cutoff)
     trainable_parameters: int
     has_valid: bool
@@ -180,6 +181,7 @@ class TrainLoop:
             extra={
                 "world_size": fw.world_size,
                 "examples": fw.examples,
+                "target_tokens": fw.target_tokens,
                 "skipped": fw.skipped,
                 "resumed_from": str(self.resumed_from) if self.resumed_from else None,
             },

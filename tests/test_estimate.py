@@ -50,13 +50,23 @@ def test_estimate_arithmetic_multiplies_steps_and_trials() -> None:
 def test_step_clock_uses_the_steps_after_the_first() -> None:
     clock = StepClock()
     clock.began, clock.started = 0.0, 5.0
-    clock.steps = [(1, 9.0), (4, 15.0)]  # warm-up step 1 took 4 s, then 2 s per step
+    clock.steps = [(1, 9.0, 50), (4, 15.0, 200)]  # warm-up step 1 took 4 s, then 2 s per step
     clock.total_steps = 40
     assert clock.seconds_per_step() == 2.0
     estimate = from_clock(clock, examples=80, trials=1)
     assert estimate is not None
     assert estimate.setup_seconds == 5.0 and estimate.measured_steps == 3
     assert estimate.seconds == 5.0 + 40 * 2.0
+
+
+def test_step_clock_scales_to_the_average_steps_tokens() -> None:
+    from backends.base import TrainEvent
+
+    clock = StepClock(examples_per_step=4)
+    # the split: 100 examples with 6,000 trained tokens, so 240 per step on average
+    clock(TrainEvent("start", extra={"examples": 100, "target_tokens": 6000}))
+    clock.steps = [(1, 10.0, 120), (4, 16.0, 480)]  # short batches: 120 tokens, 2 s a step
+    assert clock.seconds_per_step() == 4.0  # an average step has twice the tokens
 
 
 def test_step_clock_before_any_step_gives_no_estimate() -> None:

@@ -67,6 +67,7 @@ curate:
   valid_fraction: 0.1
 synth:
   max_variations: 0
+  general_replay: 0.0  # the gate is under test here, not the mix
 train:
   backend: peft
   max_steps: 60

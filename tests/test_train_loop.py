@@ -214,6 +214,7 @@ class Scripted:
     world_size = 1
     is_main = True
     examples = 4
+    target_tokens = 40
     skipped = 0
     trainable_parameters = 10
 

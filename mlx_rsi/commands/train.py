@@ -196,7 +196,10 @@ class TrainingTimer:
             self.first_start = self.first_start or now
             self.examples = int(event.extra.get("examples") or self.examples)
             if self.clock is None:
-                self.clock = StepClock()
+                train = self.cfg.train
+                self.clock = StepClock(
+                    train.per_device_train_batch_size * train.gradient_accumulation_steps
+                )
                 self.clock.began = self.clock.started = now
         if self.clock is None or self.estimate is not None:
             self.last_end = now if event.kind == "end" else self.last_end
