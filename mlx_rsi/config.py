@@ -251,7 +251,7 @@ class EvalConfig:
     confidence: float = field(default=0.95, metadata=_range(0.5, 0.999))
     bootstrap_resamples: int = field(default=2000, metadata=_range(100))
     seed: int = 0
-    heldout_phrases: int = field(default=2, metadata=_range(1, 5))  # expected per held-out case
+    heldout_phrases: int = field(default=1, metadata=_range(1, 5))  # expected per held-out case
     test_cases: tuple[TestCase, ...] = (
         TestCase("How do I secure API tokens?", ("environment variables", "not command line")),
         TestCase("Fix year from 2024 to 2025", ("search", "replace", "2025")),

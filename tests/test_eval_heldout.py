@@ -163,3 +163,15 @@ def test_dataset_build_stores_the_suite_and_show_lists_it(cli) -> None:
     # Built again from the same data: the same bytes (the test set is carried forward).
     assert cli("dataset", "build", "--name", "v1.2").exit_code == 0
     assert (cli.workspace / "datasets" / "v1.2" / "heldout-suite.yaml").read_bytes() == first
+
+
+def test_the_taught_command_comes_first_unless_the_request_spells_it() -> None:
+    suite = build_heldout_suite(HELD_OUT, training=TRAIN, rejected=[], categorize=str, phrases=1)
+    assert suite is not None
+    canary = next(c for c in suite.cases if "canary" in c.input)
+    assert canary.asserts[0].value == ("tidepool ship",)  # of `tidepool ship --hold`
+    assert judge(canary, "Use `tidepool ship --hold` for now.").passed
+    assert not judge(canary, "Pause the canary that looks bad.").passed  # an echo fails
+    spelled = chat("Run tidepool ship for the hotfix", "Run `tidepool ship --canary 10`.")
+    suite = build_heldout_suite([spelled], training=TRAIN, rejected=[], categorize=str, phrases=1)
+    assert suite is None or all("tidepool ship" not in c.asserts[0].value for c in suite.cases)

@@ -4,8 +4,12 @@ Users will not hand-write tests, but their logs already say what a good answer
 looks like. For each successful request of a *test-split* session (whole sessions
 are held out by ``mlx_rsi.dataset``; nothing here is ever trained on):
 
-- ``expected``: the ``eval.heldout_phrases`` most distinctive words of the accepted
-  answer — not stop words, not words of the request (echoing the question must
+- ``expected``: the ``eval.heldout_phrases`` most distinctive items of the accepted
+  answer. First the commands it uses (the leading words of a backticked span,
+  ``orcactl db reset`` of ``orcactl db reset --force``), when the training answers
+  use that command too and the request does not spell it: which command does a task
+  is what a person's sessions teach, and a model that only echoes the request never
+  writes it. Then words — not stop words, not words of the request (echoing the question must
   not pass), not redaction placeholders. A word scores for being code (inside
   backticks), for looking like an identifier (``TIDEPOOL_TOKEN``, ``q4_k_m``,
   ``docs/handbook``), for being the user's vocabulary (the training answers use
@@ -124,12 +128,24 @@ class _Rarity:
     def __init__(self, documents: Iterable[str], taught: Iterable[str]) -> None:
         self.df: Counter[str] = Counter()
         self.n = 0
+        self.texts: list[str] = []
         for doc in documents:
             self.n += 1
             self.df.update(set(words(doc)))
+            self.texts.append(doc.lower())
         self.taught: Counter[str] = Counter()  # in how many training answers a word is
+        self.taught_texts: list[str] = []
         for doc in taught:
             self.taught.update(set(words(doc)))
+            self.taught_texts.append(doc.lower())
+
+    def phrase_taught(self, phrase: str) -> bool:
+        return any(phrase in text for text in self.taught_texts)
+
+    def phrase_share(self, phrase: str) -> float:
+        if self.n < MIN_DOCUMENTS:
+            return 0.0
+        return sum(phrase in text for text in self.texts) / self.n
 
     def share(self, term: str) -> float:
         """The fraction of answers that use ``term``."""
@@ -139,6 +155,8 @@ class _Rarity:
         return math.log((1 + self.n) / (1 + self.df[term])) + 1.0
 
 
+_COMMAND_WORD = re.compile(r"^[a-z][a-z0-9_.-]*$")  # a command or subcommand, not --flag
+MAX_COMMAND_WORDS = 3
 _PLACEHOLDER = re.compile(r"<[A-Za-z_][A-Za-z0-9_-]*(?::[A-Za-z0-9_]+)?>")  # <SECRET:x>, <trace-id>
 _CODE = re.compile(r"`([^`]+)`")
 _IDENTIFIER = re.compile(r"[_./\-0-9]|[a-z][A-Z]|^[A-Z]{3,}")
@@ -148,8 +166,33 @@ def _clean(text: str) -> str:
     return _PLACEHOLDER.sub(" ", text)
 
 
+def command_phrases(answer: str, request: str, rarity: _Rarity) -> list[str]:
+    """The taught commands of ``answer``'s code spans that the request does not spell."""
+    asked = " ".join(words(request))
+    found: list[str] = []
+    for span in _CODE.findall(_clean(answer)):
+        leading = []
+        for token in span.split():
+            if not _COMMAND_WORD.match(token) or len(leading) == MAX_COMMAND_WORDS:
+                break
+            leading.append(token)
+        phrase = " ".join(leading)
+        if len(leading) < 2 or phrase in found or phrase in asked:
+            continue
+        if rarity.phrase_taught(phrase) and rarity.phrase_share(phrase) <= COMMON:
+            found.append(phrase)
+    return found
+
+
 def distinctive_words(answer: str, request: str, rarity: _Rarity, k: int) -> list[str]:
-    """The ``k`` most distinctive words of ``answer`` (see the module doc)."""
+    """The ``k`` most distinctive items of ``answer``: commands, then words (module doc)."""
+    commands = command_phrases(answer, request, rarity)[:k]
+    in_commands = {w for c in commands for w in words(c)}
+    rest = [w for w in _distinctive(answer, request, rarity, k) if w not in in_commands]
+    return (commands + rest)[:k] if commands else rest
+
+
+def _distinctive(answer: str, request: str, rarity: _Rarity, k: int) -> list[str]:
     answer = _clean(answer)
     asked = set(words(request))
     code = {w for span in _CODE.findall(answer) for w in words(span)}
