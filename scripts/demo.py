@@ -130,13 +130,14 @@ def run_batch(cli: list[str], ws: Path, batch: str, max_steps: int | None) -> Cy
     _say(f"\n=== {batch}: {files} session logs arrive in {inbox.parent} ===")
     cycle = Cycle(batch)
     extra = ["--max-steps", str(max_steps)] if max_steps else []
-    started = time.monotonic()
-    measured = subprocess.run(
-        [*cli, "train", "--estimate", *extra], check=True, stdout=subprocess.PIPE, text=True
-    )
-    cycle.estimate = measured.stdout.strip().splitlines()[-1]
-    _say(cycle.estimate)
-    cycle.estimate_seconds = time.monotonic() - started
+    if batch == BATCHES[0]:  # the cycles print their own estimate after their first steps
+        started = time.monotonic()
+        measured = subprocess.run(
+            [*cli, "train", "--estimate", *extra], check=True, stdout=subprocess.PIPE, text=True
+        )
+        cycle.estimate = measured.stdout.strip().splitlines()[-1]
+        _say(cycle.estimate)
+        cycle.estimate_seconds = time.monotonic() - started
     started = time.monotonic()
     done = subprocess.run([*cli, "train", *extra])
     cycle.seconds = time.monotonic() - started
@@ -231,7 +232,7 @@ def summarize(
         ["version", *stage_names],
         [[c.version, *[_minutes(c.stages.get(s)) for s in stage_names]] for c in cycles],
     )
-    for cycle in cycles:
+    for cycle in (c for c in cycles if c.estimate):
         actual = _minutes(cycle.stages.get("train"))
         _say(f"{cycle.version}: {cycle.estimate} [{cycle.estimate_seconds:.0f}s to measure]; "
              f"actual train stage {actual} min")  # fmt: skip

@@ -70,20 +70,27 @@ def answer(
     template: str,
     fallback: str | None = None,
 ) -> list[str]:
-    """The model's greedy answers to every case of ``suites``, in order."""
-    prompts = [[{"role": "user", "content": c.input}] for s in suites for c in s.cases]
-    if not prompts:
+    """The model's greedy answers to every case of ``suites``, in order.
+
+    An input asked by several suites (a version's held-out suite is also the next
+    version's guard) is generated once: greedy answers to the same prompt are the same.
+    """
+    inputs = [c.input for s in suites for c in s.cases]
+    unique = list(dict.fromkeys(inputs))
+    if not unique:
         return []
-    log.info("generating %d answers with %s", len(prompts), model.describe())
-    return backend.generate(
+    log.info("generating %d answers with %s", len(unique), model.describe())
+    answers = backend.generate(
         model.model_dir,
         model.adapter_dir,
-        prompts,
+        [[{"role": "user", "content": text}] for text in unique],
         max_tokens=max_tokens,
         temperature=0.0,
         template=template,
         fallback_template=fallback,
     )
+    by_input = dict(zip(unique, answers, strict=True))
+    return [by_input[text] for text in inputs]
 
 
 def run_suites(
