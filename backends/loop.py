@@ -94,6 +94,7 @@ class Framework(Protocol):
     is_main: bool
     examples: int  # encoded training examples
     target_tokens: int  # trained tokens of one pass over them (estimates scale by it)
+    tokens: int  # all tokens of one pass, prompts included
     skipped: int  # training examples dropped (nothing left to train after the cutoff)
     trainable_parameters: int
     has_valid: bool
@@ -182,6 +183,7 @@ class TrainLoop:
                 "world_size": fw.world_size,
                 "examples": fw.examples,
                 "target_tokens": fw.target_tokens,
+                "tokens": fw.tokens,
                 "skipped": fw.skipped,
                 "resumed_from": str(self.resumed_from) if self.resumed_from else None,
             },

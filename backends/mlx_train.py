@@ -260,6 +260,7 @@ class MlxFramework:
         self.is_main = run.is_main
         self.examples = len(run.train)
         self.target_tokens = sum(e.trained_tokens for e in run.train)
+        self.tokens = sum(int(e.ids.size) for e in run.train)
         self.skipped = run.skipped
         self.trainable_parameters = mlx_model.trainable_count(run.model)
         self.has_valid = bool(run.valid)

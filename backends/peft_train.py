@@ -209,6 +209,7 @@ class PeftFramework:
         self.is_main = run.is_main
         self.examples = len(run.train)
         self.target_tokens = sum(data.num_targets(e) for e in run.train)
+        self.tokens = sum(len(e.ids) for e in run.train)
         self.skipped = run.skipped
         self.trainable_parameters = sum(p.numel() for p in run.trainable)
         self.has_valid = bool(run.valid)

@@ -8,9 +8,13 @@ first (which pays one-off warm-up) are multiplied by the steps the real run will
 take (epochs, ``train.min_steps``, ``train.auto``'s trials), and the model load is
 added once per trial. A step's time follows its tokens, and a few batches are not
 the dataset's average (the demo's first batches were short everyday requests: 2.5
-s/step measured, 3.8 run), so when the backend reports the split's trained tokens
-the seconds per step are scaled from the measured steps' tokens to the average
-step's. Peak memory is the largest resident size this process (and
+s/step measured, 3.8 run), so when the backend reports the split's tokens the
+seconds per step are scaled from the measured steps' tokens to the average step's.
+Steps report trained (answer) tokens only, so each measured example is counted with
+the split's average prompt length added: scaling by answer tokens alone
+overcorrected (5.3 s/step estimated for that run).
+
+Peak memory is the largest resident size this process (and
 any training process it started) reached while measuring: the model, the adapter,
 the optimizer state and the activations of real batches.
 
@@ -94,6 +98,7 @@ class StepClock:
         self.total_steps = 0
         self.examples_per_step = examples_per_step  # batch x accumulation (0: unknown)
         self.split_tokens = 0  # trained tokens of one pass over the train split (0: unknown)
+        self.split_all_tokens = 0  # all tokens (prompts too) of that pass
         self.split_examples = 0
 
     def __call__(self, event: TrainEvent) -> None:
@@ -101,6 +106,7 @@ class StepClock:
         if event.kind == "start" and self.started is None:
             self.started = now
             self.split_tokens = int(event.extra.get("target_tokens") or 0)
+            self.split_all_tokens = int(event.extra.get("tokens") or 0)
             self.split_examples = int(event.extra.get("examples") or 0)
         elif event.kind == "step":
             self.steps.append((event.step, now, event.trained_tokens))
@@ -122,8 +128,10 @@ class StepClock:
             return per_step
         if measured_tokens_per_step <= 0:
             return per_step
+        prompt = max(self.split_all_tokens - self.split_tokens, 0) / self.split_examples
+        fixed = prompt * self.examples_per_step  # a step's prompt tokens, on average
         average = self.split_tokens / self.split_examples * self.examples_per_step
-        return per_step * average / measured_tokens_per_step
+        return per_step * (average + fixed) / (measured_tokens_per_step + fixed)
 
     def setup_seconds(self) -> float:
         return (self.started or self.began) - self.began

@@ -67,6 +67,11 @@ def test_step_clock_scales_to_the_average_steps_tokens() -> None:
     clock(TrainEvent("start", extra={"examples": 100, "target_tokens": 6000}))
     clock.steps = [(1, 10.0, 120), (4, 16.0, 480)]  # short batches: 120 tokens, 2 s a step
     assert clock.seconds_per_step() == 4.0  # an average step has twice the tokens
+    # with prompts (40 tokens an example, 160 a step) the same batches are not as short
+    clock = StepClock(examples_per_step=4)
+    clock(TrainEvent("start", extra={"examples": 100, "target_tokens": 6000, "tokens": 10000}))
+    clock.steps = [(1, 10.0, 120), (4, 16.0, 480)]
+    assert clock.seconds_per_step() == 2.0 * (240 + 160) / (120 + 160)
 
 
 def test_step_clock_before_any_step_gives_no_estimate() -> None:

@@ -215,6 +215,7 @@ class Scripted:
     is_main = True
     examples = 4
     target_tokens = 40
+    tokens = 100
     skipped = 0
     trainable_parameters = 10
 
