@@ -10,11 +10,14 @@ and runs two real cycles with ``mlx-rsi train`` — the defaults, backend auto:
 2. examples/demo/batch2/ arrives in inbox/ (as ``mlx-rsi watch`` would see it)
    → the same cycle on everything → v1.2, judged against v1.1 on the same suite.
 
-Then it prints the summary table (suite success per version with the paired CI,
-loss, minutes per stage, artifact sizes), the reports' paths and the commands to
-chat with the result. Two settings differ from the defaults, to fit 15 minutes on
-2 CPU cores: ``train.auto: false`` (one learning rate instead of three trials) and
-``export.formats`` adds GGUF q8_0 and its ollama Modelfile (+ MLX on a Mac) to HF.
+Then it prints the seed-style table per cycle, the summary table (suite success
+per version with the paired CI, loss, minutes per stage, artifact sizes), the
+reports' paths and the commands to chat with the result. Two settings differ from
+the defaults: ``train.auto: false`` (one learning rate instead of three trials:
+the three would triple the training that already dominates, ~20 minutes on 2 CPU
+cores) and ``export.formats`` adds GGUF q8_0 and its ollama Modelfile (+ MLX on a
+Mac) to HF. ``train --estimate`` runs before the first cycle; each cycle prints its
+own estimate after its first steps.
 
     python scripts/demo.py                  # what `make demo` runs
     python scripts/demo.py --keep           # reuse ./demo-workspace (finish an interrupted run)
@@ -58,7 +61,7 @@ def demo_config() -> str:
         "model:\n  base: gemma3-270m\n  name: orca-assistant\n"
         "sources:\n  watch:\n    - path: inbox\n      format: auto\n"
         "synth:\n  identity:\n    name: orca-assistant\n    org: the orca team\n"
-        "train:\n  auto: false        # one learning rate, not three trials: fits 15 minutes\n"
+        "train:\n  auto: false        # one learning rate, not three trials (3x the training)\n"
         f"export:\n  formats: [{', '.join(formats)}]\n"
     )
 

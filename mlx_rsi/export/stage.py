@@ -99,8 +99,7 @@ def export_version(
         _record(conn, job, result)
     finally:
         conn.close()
-    report(result.summary())
-    return result
+    return result  # its summary is the caller's to print (the cycle's stage line, a table)
 
 
 def _plan(
