@@ -171,7 +171,7 @@ def command_phrases(answer: str, request: str, rarity: _Rarity) -> list[str]:
     asked = " ".join(words(request))
     found: list[str] = []
     for span in _CODE.findall(_clean(answer)):
-        leading = []
+        leading: list[str] = []
         for token in span.split():
             if not _COMMAND_WORD.match(token) or len(leading) == MAX_COMMAND_WORDS:
                 break
