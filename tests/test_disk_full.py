@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import Cli
 from tiny_cycle import EXAMPLES, cycle_workspace
+from tmpfs import mounted_tmpfs
 
 FILLER = "filler.bin"
 
@@ -30,19 +31,8 @@ FILLER = "filler.bin"
 @pytest.fixture
 def disk(tmp_path: Path) -> Iterator[Path]:
     """A 48 MiB tmpfs of its own (a full workspace disk that leaves the rest alone)."""
-    mount = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / f"disk-{uuid.uuid4().hex[:6]}", "48m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(mount: Path) -> None:

@@ -348,21 +348,10 @@ def test_disk_full_leaves_no_complete_looking_file(cli, tiny_llama_dir, monkeypa
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs of its own: a real disk that fills up (root only; skipped otherwise)."""
-    import subprocess
+    from tmpfs import mounted_tmpfs
 
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here: {done.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "small-disk", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_real_full_disk_is_one_line_and_leaves_nothing(cli, tiny_llama_dir, small_disk):
