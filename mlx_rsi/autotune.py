@@ -2,7 +2,8 @@
 
 Measured on the embedded Gemma-3-270M (FACTS.md, docs/eval.md): 1 epoch at 1e-5
 (19 optimizer steps) left greedy answers unchanged; 3 epochs at 2e-4 (57 steps)
-learned most topics. So the defaults are 2e-4 for 3 epochs, and a small dataset
+learned most topics, and 1e-3 in batches of 2 x 2 also taught the facts and the
+model's own name (docs/eval.md). So the defaults are 1e-3 for 3 epochs, and a small dataset
 still gets at least ``train.min_steps`` optimizer steps — but never more than
 ``train.max_epochs`` passes over it (scaled to its size, so 20 examples are not
 repeated 40 times).

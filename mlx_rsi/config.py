@@ -412,6 +412,11 @@ def _to_python(node: yaml.Node, path: Path, problems: list[str]) -> Any:
         lines: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = str(_Loader(" ").construct_object(key_node))
+            if key in values:  # YAML would silently keep the last one
+                problems.append(
+                    f"{key!r} is given twice (lines {lines[key]} and "
+                    f"{key_node.start_mark.line + 1}): keep one"
+                )
             values[key] = _to_python(value_node, path, problems)
             lines[key] = key_node.start_mark.line + 1
         return _Located(values, lines)

@@ -15,7 +15,8 @@ a fresh workspace; then, on the embedded Gemma-3-270M with the PEFT backend:
 Every row is judged on the same suites, the default cycle's: the held-out suite
 built from its held-out sessions, the hand-written ``quality_corpus/heldout.yaml``
 (new questions never asked in the logs) and ``eval.test_cases``; the ``all`` and
-``success`` rows never train on the default cycle's valid or test sessions. Columns:
+``success`` rows never train on the default cycle's valid or test sessions, nor on a
+request that nearly repeats a held-out one (the held-out suite's own rule). Columns:
 primary success, its change over the base model with the paired bootstrap 95% CI,
 the default row against each other row (CI), violations (must-not assertions
 broken, guards included), and minutes (training + evaluation).
@@ -103,6 +104,29 @@ def variant(cfg: Any, name: str) -> Any:
     return dataclasses.replace(cfg, curate=curate, synth=synth)
 
 
+def without_leaks(examples: list[Any], test_split: Path) -> list[Any]:
+    """``examples`` minus those that nearly repeat a held-out request.
+
+    The default cycle's curation already keeps one copy of a repeated request, and the
+    held-out suite skips requests that repeat its training data; the baseline rows skip
+    dedup, so a copy of a held-out request asked again in another session would be
+    trained on and the row judged on what it memorized. The held-out rule
+    (``heldout.NearDuplicates``) applies to every row alike.
+    """
+    from mlx_rsi.dataset import read_split, record
+    from mlx_rsi.eval.heldout import NearDuplicates, from_record
+
+    held_out = NearDuplicates(
+        a for a in (from_record(r) for r in read_split(test_split)) if a is not None
+    )
+    kept = []
+    for example in examples:
+        answered = from_record(record(example))
+        if answered is None or answered not in held_out:
+            kept.append(example)
+    return kept
+
+
 def write_config(ws_root: Path, model: str, auto: bool, max_steps: int | None) -> None:
     suite = CORPUS / "heldout.yaml"
     steps = f"  max_steps: {max_steps}\n" if max_steps else ""
@@ -153,14 +177,19 @@ def run_baseline(
         curated = curate_sessions(load_sessions(conn), variant(cfg, name))
     finally:
         conn.close()
-    train = [e for e in curated.examples if e.session_id not in held]
+    train = without_leaks(
+        [e for e in curated.examples if e.session_id not in held], dataset_dir / "test.jsonl"
+    )
     folder = ws.root / "bench" / name
     if folder.exists():  # a row interrupted earlier: start it again
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "train.jsonl").write_text("".join(json.dumps(record(e)) + "\n" for e in train))
     shutil.copyfile(dataset_dir / "valid.jsonl", folder / "valid.jsonl")
-    say(f"{name}: training on {len(train)} examples ({curated.summary()})")
+    say(
+        f"{name}: training on {len(train)} examples ({curated.summary()}; "
+        f"{len(curated.examples) - len(train)} in held-out sessions or repeating them)"
+    )
     model_dir = resolve_base_model(cfg.base_model, ws.root)
     backend = get_backend(cfg.train.backend)
     spec = autotune.with_min_steps(spec_from_config(cfg.train, model_dir), cfg.train, len(train))

@@ -53,6 +53,15 @@ def test_unknown_key_names_file_line_and_closest(tmp_path):
     assert "train.lora_rnak" in line and "did you mean 'lora_rank'" in line
 
 
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path):
+    text = "train:\n  learning_rate: 1e-3\n  num_train_epochs: 1\n  learning_rate: 1e-5\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    line = one_line(exc)
+    assert "'learning_rate' is given twice (lines 2 and 4)" in line
+
+
 def test_unknown_section(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, "trian:\n  lora_rank: 8\n"))

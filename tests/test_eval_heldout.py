@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from mlx_rsi.eval.heldout import build_heldout_suite, rejected_answers
@@ -175,3 +176,40 @@ def test_the_taught_command_comes_first_unless_the_request_spells_it() -> None:
     spelled = chat("Run tidepool ship for the hotfix", "Run `tidepool ship --canary 10`.")
     suite = build_heldout_suite([spelled], training=TRAIN, rejected=[], categorize=str, phrases=1)
     assert suite is None or all("tidepool ship" not in c.asserts[0].value for c in suite.cases)
+
+
+def test_near_duplicates_match_a_reworded_repeat_but_not_a_new_request() -> None:
+    from mlx_rsi.eval.heldout import NearDuplicates, from_record
+
+    held = NearDuplicates(a for a in map(from_record, HELD_OUT) if a is not None)
+    repeat = from_record(chat("Quick one: pause the canary that looks bad", "`tidepool ship`"))
+    new = from_record(chat("Roll back the release", "Run `tidepool ship --undo`."))
+    assert repeat is not None and new is not None
+    assert repeat in held  # the same request with a filler prefix
+    assert new not in held
+
+
+def test_bench_baselines_never_train_on_a_repeat_of_a_held_out_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import json
+    import sys
+
+    from mlx_rsi.records import Example
+
+    script = REPO / "scripts" / "bench_quality.py"
+    spec = importlib.util.spec_from_file_location("bench_quality", script)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_quality", bench)  # dataclasses look it up
+    spec.loader.exec_module(bench)
+    test_split = tmp_path / "test.jsonl"
+    test_split.write_text("".join(json.dumps(r) + "\n" for r in HELD_OUT))
+
+    def example(request: str, answer: str) -> Example:
+        return Example(chat(request, answer)["messages"], session_id="s")
+
+    repeat = example("Quick one: pause the canary that looks bad", "Run `tidepool ship --hold`.")
+    other = example("Roll back the release", "Run `tidepool ship --undo`.")
+    assert bench.without_leaks([repeat, other], test_split) == [other]

@@ -122,6 +122,27 @@ def from_record(record: dict[str, Any]) -> Answered | None:
     return Answered(str(messages[last].get("content") or "").strip(), answer, rejected)
 
 
+class NearDuplicates:
+    """The held-out rule: does a request (or request + answer) nearly repeat one of these?
+
+    One rule in both directions: held-out requests that repeat training data make no case,
+    and a comparison that trains on other data (scripts/bench_quality.py) drops training
+    records that repeat a held-out request, so no row is judged on what it memorized.
+    """
+
+    def __init__(self, answered: Iterable[Answered]) -> None:
+        items = list(answered)
+        self._requests = [content_words(a.request) for a in items]
+        self._examples = [set(words(f"{a.request} {a.answer}")) for a in items]
+
+    def __contains__(self, item: Answered) -> bool:
+        asked = content_words(item.request)
+        whole = set(words(f"{item.request} {item.answer}"))
+        return any(jaccard(asked, other) >= NEAR_DUPLICATE for other in self._requests) or any(
+            jaccard(whole, other) >= NEAR_DUPLICATE_EXAMPLE for other in self._examples
+        )
+
+
 class _Rarity:
     """Document frequencies over all answers (accepted and rejected)."""
 
@@ -266,18 +287,13 @@ def build_heldout_suite(
     skipped = Counter() if skipped is None else skipped
     cases_from = [a for a in (from_record(r) for r in held_out) if a is not None]
     train = [a for a in (from_record(r) for r in training) if a is not None]
-    train_requests = [content_words(a.request) for a in train]
-    train_examples = [set(words(f"{a.request} {a.answer}")) for a in train]
+    seen = NearDuplicates(train)
     accepted = sorted({" ".join(words(a.answer)): a.answer for a in [*cases_from, *train]}.values())
     taught = sorted({" ".join(words(a.answer)): a.answer for a in train}.values())
     rarity = _Rarity(accepted + [r[1] for r in rejected], taught)
     cases: dict[str, Case] = {}
     for item in cases_from:
-        asked = content_words(item.request)
-        whole = set(words(f"{item.request} {item.answer}"))
-        if any(jaccard(asked, other) >= NEAR_DUPLICATE for other in train_requests) or any(
-            jaccard(whole, other) >= NEAR_DUPLICATE_EXAMPLE for other in train_examples
-        ):
+        if item in seen:
             skipped["near_duplicate"] += 1
             continue
         case = _case(item, rejected, rarity, categorize, phrases)
