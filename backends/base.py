@@ -55,6 +55,7 @@ class TrainSpec:
     train_on: Literal["assistant", "last_assistant"] = "assistant"
     early_stopping_patience: int | None = None  # evals without improvement; None = off
     resume: bool = False
+    init_adapter: Path | None = None  # warm start: begin from this adapter (same settings)
 
     def total_steps(self, num_train_examples: int) -> int:
         """Optimizer steps for this spec (max_steps wins over epochs)."""
@@ -70,6 +71,7 @@ def spec_to_dict(spec: TrainSpec) -> dict[str, Any]:
     record = asdict(spec)
     record["model_dir"] = str(spec.model_dir)
     record["target_modules"] = list(spec.target_modules)
+    record["init_adapter"] = str(spec.init_adapter) if spec.init_adapter else None
     return record
 
 
@@ -83,6 +85,8 @@ def spec_from_dict(raw: dict[str, Any], where: str = "TrainSpec") -> TrainSpec:
     values["model_dir"] = Path(values["model_dir"])
     if "target_modules" in values:
         values["target_modules"] = tuple(values["target_modules"])
+    if values.get("init_adapter"):
+        values["init_adapter"] = Path(values["init_adapter"])
     return TrainSpec(**values)
 
 

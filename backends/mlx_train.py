@@ -208,6 +208,8 @@ def prepare(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     )
     config = mlx_model.adapter_config(spec, loaded, group_size)
     mlx_model.add_adapter_layers(loaded.model, config)
+    if spec.init_adapter is not None and resume_from is None:
+        mlx_model.load_adapter_weights(loaded.model, spec.init_adapter)
     train, skipped = _encode(spec, loaded, train_path)
     if not train:
         raise DatasetError(

@@ -144,6 +144,8 @@ def prepare_run(spec: TrainSpec, dataset_dir: Path, out_dir: Path) -> Run:
     model = torch_model.add_lora(
         torch_model.load_model(spec.model_dir, plan, quantize_bits=spec.quantize_bits), spec
     )
+    if spec.init_adapter is not None and resume_from is None:
+        torch_model.load_adapter_weights(model, spec.init_adapter)
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     # The loop sets the rate before every step (backends.loop.learning_rate).

@@ -226,6 +226,37 @@ def load_adapter(model: Any, adapter_dir: Path, *, trainable: bool = False) -> A
         ) from e
 
 
+def load_adapter_weights(model: Any, adapter_dir: Path) -> None:
+    """Start a LoRA model from a saved adapter's weights (a warm start).
+
+    Every LoRA tensor of ``model`` must come from the file with the same shape: an
+    adapter of other settings (rank, targets, layers) is refused, not half-loaded.
+    """
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise ModelError(
+            f"no PEFT adapter weights in {adapter_dir} (adapter_model.safetensors missing)",
+            hint="pass the adapter/ folder of a finished PEFT run",
+        )
+    try:
+        result: Any = set_peft_model_state_dict(model, load_file(str(path)))
+    except RuntimeError as e:  # a shape mismatch
+        raise ModelError(
+            f"the adapter in {adapter_dir} does not fit this run's LoRA settings: {e}",
+            hint="warm starts need the same base model, rank, targets and layers",
+        ) from e
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise ModelError(
+            f"the adapter in {adapter_dir} does not fit this run's LoRA settings "
+            f"({len(missing)} missing, {len(result.unexpected_keys)} unexpected tensor(s))",
+            hint="warm starts need the same base model, rank, targets and layers",
+        )
+
+
 def _causal_lm(model: nn.Module) -> Any:
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model

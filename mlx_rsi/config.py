@@ -213,6 +213,10 @@ class TrainConfig:
     # Try learning rates x1, x0.5, x2 within the budget; keep the best validation loss.
     auto: bool = True
     auto_budget_minutes: float = field(default=30.0, metadata=_range(0.0))
+    # Continue from the current version's adapter on the new examples plus a replayed
+    # share of the earlier ones (mlx_rsi/warmstart.py).
+    warm_start: bool = True
+    warm_replay: float = field(default=0.5, metadata=_range(0.0, 10.0))
     per_device_train_batch_size: int = field(default=2, metadata=_range(1))
     gradient_accumulation_steps: int = field(default=2, metadata=_range(1))
     warmup_ratio: float = field(default=0.1, metadata=_range(0.0, 1.0))

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backends.base import Backend, TrainEvent, TrainSpec
-from mlx_rsi import autotune
+from mlx_rsi import autotune, warmstart
 from mlx_rsi.config import Config, TrainConfig
 from mlx_rsi.workspace import Workspace
 
@@ -51,6 +51,7 @@ class Estimate:
     setup_seconds: float  # model load and preparation, per training
     peak_bytes: int
     measured_steps: int
+    warm: str | None = None  # WarmStart.summary() when the run would continue a version
 
     @property
     def seconds(self) -> float:
@@ -63,7 +64,7 @@ class Estimate:
             f"estimate: {self.examples} examples, {self.steps} steps{trials} at "
             f"{self.seconds_per_step:.1f} s/step + {self.setup_seconds:.0f}s setup ≈ "
             f"{format_minutes(self.seconds)}{memory} "
-            f"(measured on {self.measured_steps} steps)"
+            f"(measured on {self.measured_steps} steps)" + (f"; {self.warm}" if self.warm else "")
         )
 
 
@@ -206,7 +207,19 @@ def estimate_cycle(
         return measure(backend, spec, cfg.train, find_dataset(ws, cfg.train.dataset), steps=steps)
     with tempfile.TemporaryDirectory(prefix="mlx-rsi-estimate-data-") as tmp:
         dataset_dir = _draft_dataset(ws, cfg, paths, Path(tmp))
-        return measure(backend, spec, cfg.train, dataset_dir, steps=steps)
+        conn = ws.store()
+        try:  # the cycle would continue from the current version: measure that split
+            warm = warmstart.plan(
+                ws, conn, cfg.train, spec, backend=backend.name, dataset_dir=dataset_dir,
+                out_dir=Path(tmp),
+            )  # fmt: skip
+        finally:
+            conn.close()
+        if warm is None:
+            return measure(backend, spec, cfg.train, dataset_dir, steps=steps)
+        spec = dataclasses.replace(spec, init_adapter=warm.adapter)
+        estimate = measure(backend, spec, cfg.train, warm.folder, steps=steps)
+        return dataclasses.replace(estimate, warm=warm.summary())
 
 
 def _draft_dataset(ws: Workspace, cfg: Config, paths: list[Path] | None, folder: Path) -> Path:
@@ -227,7 +240,8 @@ def _draft_dataset(ws: Workspace, cfg: Config, paths: list[Path] | None, folder:
         )
     split = split_examples(examples, cfg, _carried(ws))
     for name, part in (("train", split.train), ("valid", split.valid)):
-        lines = b"".join(orjson.dumps(record(e)) + b"\n" for e in part)
+        # Byte-identical to the dataset stage's lines (warm starts compare them).
+        lines = b"".join(orjson.dumps(record(e), option=orjson.OPT_SORT_KEYS) + b"\n" for e in part)
         (folder / f"{name}.jsonl").write_bytes(lines)
     return folder
 

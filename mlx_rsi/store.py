@@ -211,6 +211,15 @@ def get_run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
     )
 
 
+def get_run_spec(conn: sqlite3.Connection, run_id: str) -> dict[str, Any] | None:
+    """The TrainSpec record the run was started with (``backends.base.spec_to_dict``)."""
+    row = conn.execute("SELECT spec FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None or not row["spec"]:
+        return None
+    spec: dict[str, Any] = json.loads(row["spec"])
+    return spec
+
+
 def record_run(
     conn: sqlite3.Connection,
     run_id: str,

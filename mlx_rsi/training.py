@@ -11,6 +11,7 @@ checkpoint is abandoned and a new one starts; a run that finished is not redone.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sqlite3
@@ -32,7 +33,7 @@ from backends.base import (
     get_backend,
     spec_to_dict,
 )
-from mlx_rsi import atomic, autotune, store
+from mlx_rsi import atomic, autotune, store, warmstart
 from mlx_rsi.config import Config, TrainConfig, to_plain
 from mlx_rsi.crashpoint import crash_point
 from mlx_rsi.errors import InterruptedRun, WorkspaceError
@@ -51,12 +52,15 @@ class RunRecord:
     out_dir: Path
     adapter_dir: Path | None = None
     result: dict[str, Any] | None = None
+    warm: str | None = None  # WarmStart.summary() when the run continued a version
 
     def summary(self) -> str:
         result = self.result or {}
         loss = result.get("final_loss")
         val = result.get("best_val_loss")
         parts = [f"train: run {self.id} ({self.backend}) {self.status}"]
+        if self.warm:
+            parts.append(self.warm)
         if result:
             parts.append(f"{result.get('steps')} steps, {result.get('trained_tokens')} tokens")
             parts.append(f"{result.get('seconds', 0):.1f}s")
@@ -151,12 +155,16 @@ def train_stage(
     backend = get_backend(cfg.train.backend)
     out_dir = ws.runs_dir / run_id
     spec = spec_from_config(cfg.train, model_dir, resume=resume)
-    spec = autotune.with_min_steps(spec, cfg.train, autotune.count_examples(dataset_dir))
     if not resume:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic.write_text(out_dir / "train.yaml", yaml.safe_dump(to_plain(cfg), sort_keys=False))
     elif not out_dir.is_dir():
         raise WorkspaceError(f"cannot resume run {run_id}: {out_dir} is missing")
+    warm = _warm_start(ws, conn, cfg, spec, backend.name, dataset_dir, out_dir)
+    if warm is not None:
+        spec = dataclasses.replace(spec, init_adapter=warm.adapter)
+        dataset_dir = warm.folder
+    spec = autotune.with_min_steps(spec, cfg.train, autotune.count_examples(dataset_dir))
     spec_json = spec_to_dict(spec)
     store.record_run(
         conn, run_id, backend=backend.name, dataset=dataset_name, spec=spec_json, out_dir=out_dir
@@ -172,7 +180,26 @@ def train_stage(
         store.set_run_status(conn, run_id, "failed")
         raise
     _copy_to_output_dir(ws, cfg.train.output_dir, result.adapter_dir)
-    return _finish_run(conn, run_id, backend.name, dataset_name, out_dir, result)
+    record = _finish_run(conn, run_id, backend.name, dataset_name, out_dir, result)
+    record.warm = warm.summary() if warm else None
+    return record
+
+
+def _warm_start(
+    ws: Workspace,
+    conn: sqlite3.Connection,
+    cfg: Config,
+    spec: TrainSpec,
+    backend: str,
+    dataset_dir: Path,
+    out_dir: Path,
+) -> warmstart.WarmStart | None:
+    """A resumed run keeps the warm split it began with; a new run plans one."""
+    if spec.resume:
+        return warmstart.resumed(out_dir)
+    return warmstart.plan(
+        ws, conn, cfg.train, spec, backend=backend, dataset_dir=dataset_dir, out_dir=out_dir
+    )
 
 
 def _recording(conn: sqlite3.Connection, run_id: str, on_event: OnEvent) -> OnEvent:
