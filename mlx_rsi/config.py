@@ -215,7 +215,7 @@ class TrainConfig:
     auto_budget_minutes: float = field(default=30.0, metadata=_range(0.0))
     # Continue from the current version's adapter on the new examples plus a replayed
     # share of the earlier ones (mlx_rsi/warmstart.py).
-    warm_start: bool = True
+    warm_start: bool = False  # off: measured worse than retraining (docs/eval.md)
     warm_replay: float = field(default=0.5, metadata=_range(0.0, 10.0))
     per_device_train_batch_size: int = field(default=2, metadata=_range(1))
     gradient_accumulation_steps: int = field(default=2, metadata=_range(1))

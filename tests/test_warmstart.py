@@ -20,6 +20,15 @@ def _lines(path: Path) -> list[bytes]:
     return [line for line in path.read_bytes().splitlines() if line.strip()]
 
 
+def warm_workspace(cli, model: Path, **settings) -> Path:
+    """The tiny-cycle workspace with warm starts on (they are off by default)."""
+    ws = cycle_workspace(cli, model, **settings)
+    config = yaml.safe_load((ws / "mlx-rsi.yaml").read_text())
+    config["train"]["warm_start"] = True
+    (ws / "mlx-rsi.yaml").write_text(yaml.safe_dump(config))
+    return ws
+
+
 def _run_dir(ws: Path, version: str) -> Path:
     (run,) = ws.glob(f"runs/{version}-*")
     return run
@@ -29,7 +38,7 @@ def _run_dir(ws: Path, version: str) -> Path:
 def test_second_cycle_trains_new_examples_plus_a_replay_from_the_current_adapter(
     cli, tiny_llama_dir, backend
 ):
-    ws = cycle_workspace(cli, tiny_llama_dir, backend=backend, max_steps=6)
+    ws = warm_workspace(cli, tiny_llama_dir, backend=backend, max_steps=6)
     later = sorted(p.name for p in (ws / "sessions").iterdir())[-2:]
     for name in later:  # these arrive only before the second cycle
         shutil.move(ws / "sessions" / name, ws / name)
@@ -67,7 +76,7 @@ def test_second_cycle_trains_new_examples_plus_a_replay_from_the_current_adapter
 
 
 def test_other_adapter_settings_train_from_scratch_and_say_why(cli, tiny_llama_dir):
-    ws = cycle_workspace(cli, tiny_llama_dir, max_steps=4)
+    ws = warm_workspace(cli, tiny_llama_dir, max_steps=4)
     shutil.move(ws / "sessions" / "security-review", ws / "security-review")
     assert cli("train").exit_code == 0
     shutil.move(ws / "security-review", ws / "sessions" / "security-review")
@@ -78,6 +87,17 @@ def test_other_adapter_settings_train_from_scratch_and_say_why(cli, tiny_llama_d
     assert result.exit_code == 0, result.output
     assert "warm start from" not in result.output
     assert "not from v1.1 (other adapter settings: rank)" in result.output
+    assert not (_run_dir(ws, "v1.2") / "warm").exists()
+
+
+def test_warm_start_is_off_by_default(cli, tiny_llama_dir):
+    ws = cycle_workspace(cli, tiny_llama_dir, max_steps=4)
+    shutil.move(ws / "sessions" / "security-review", ws / "security-review")
+    assert cli("train").exit_code == 0
+    shutil.move(ws / "security-review", ws / "sessions" / "security-review")
+    result = cli("train")
+    assert result.exit_code == 0, result.output
+    assert "warm start" not in result.output
     assert not (_run_dir(ws, "v1.2") / "warm").exists()
 
 
