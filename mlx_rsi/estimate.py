@@ -207,19 +207,28 @@ def estimate_cycle(
         return measure(backend, spec, cfg.train, find_dataset(ws, cfg.train.dataset), steps=steps)
     with tempfile.TemporaryDirectory(prefix="mlx-rsi-estimate-data-") as tmp:
         dataset_dir = _draft_dataset(ws, cfg, paths, Path(tmp))
-        conn = ws.store()
-        try:  # the cycle would continue from the current version: measure that split
-            warm = warmstart.plan(
-                ws, conn, cfg.train, spec, backend=backend.name, dataset_dir=dataset_dir,
-                out_dir=Path(tmp),
-            )  # fmt: skip
-        finally:
-            conn.close()
+        warm = (
+            _warm_split(ws, cfg, spec, backend.name, dataset_dir) if cfg.train.warm_start else None
+        )
         if warm is None:
             return measure(backend, spec, cfg.train, dataset_dir, steps=steps)
         spec = dataclasses.replace(spec, init_adapter=warm.adapter)
         estimate = measure(backend, spec, cfg.train, warm.folder, steps=steps)
         return dataclasses.replace(estimate, warm=warm.summary())
+
+
+def _warm_split(
+    ws: Workspace, cfg: Config, spec: TrainSpec, backend: str, dataset_dir: Path
+) -> warmstart.WarmStart | None:
+    """The split a warm start of the cycle would train on (written next to the draft)."""
+    conn = ws.store()
+    try:
+        return warmstart.plan(
+            ws, conn, cfg.train, spec, backend=backend, dataset_dir=dataset_dir,
+            out_dir=dataset_dir,
+        )  # fmt: skip
+    finally:
+        conn.close()
 
 
 def _draft_dataset(ws: Workspace, cfg: Config, paths: list[Path] | None, folder: Path) -> Path:
