@@ -290,8 +290,14 @@ def record(example: Example) -> dict[str, Any]:
     return {"messages": example.messages}
 
 
+def record_line(example: Example) -> bytes:
+    """One line of a split file: the same example always gives the same bytes (warm starts
+    compare the lines of two datasets, and `train --estimate` drafts them the same way)."""
+    return orjson.dumps(record(example), option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
 def _write_split(path: Path, examples: list[Example], split: _Split, name: str) -> dict[str, Any]:
-    lines = [orjson.dumps(record(e), option=orjson.OPT_SORT_KEYS) + b"\n" for e in examples]
+    lines = [record_line(e) for e in examples]
     if name == "test" and split.carried_test:
         lines = list(split.carried_test)
     data = b"".join(lines)

@@ -233,10 +233,8 @@ def _warm_split(
 
 def _draft_dataset(ws: Workspace, cfg: Config, paths: list[Path] | None, folder: Path) -> Path:
     """train.jsonl / valid.jsonl as the cycle's dataset stage would split them."""
-    import orjson
-
     from mlx_rsi.curate import curate
-    from mlx_rsi.dataset import record, split_examples
+    from mlx_rsi.dataset import record_line, split_examples
     from mlx_rsi.errors import DatasetError
     from mlx_rsi.ingest import ingest
 
@@ -249,9 +247,7 @@ def _draft_dataset(ws: Workspace, cfg: Config, paths: list[Path] | None, folder:
         )
     split = split_examples(examples, cfg, _carried(ws))
     for name, part in (("train", split.train), ("valid", split.valid)):
-        # Byte-identical to the dataset stage's lines (warm starts compare them).
-        lines = b"".join(orjson.dumps(record(e), option=orjson.OPT_SORT_KEYS) + b"\n" for e in part)
-        (folder / f"{name}.jsonl").write_bytes(lines)
+        (folder / f"{name}.jsonl").write_bytes(b"".join(record_line(e) for e in part))
     return folder
 
 
