@@ -22,6 +22,8 @@ import torch
 from torch import nn
 
 from backends.base import TrainSpec
+from backends.cpu_dropout import use_cpu_dropout
+from backends.head_loss import frozen_head_loss
 from mlx_rsi.errors import BackendUnavailableError, ModelError, UsageError
 
 log = logging.getLogger(__name__)
@@ -199,7 +201,9 @@ def add_lora(model: Any, spec: TrainSpec) -> Any:
     if spec.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     with quiet():
-        return get_peft_model(model, config)
+        peft_model = get_peft_model(model, config)
+    use_cpu_dropout(peft_model)
+    return peft_model
 
 
 def _alpha(alpha: float) -> Any:
@@ -305,11 +309,25 @@ class MaskedLMLoss(nn.Module):
         causal = _causal_lm(self.model)
         hidden = causal.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
         rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)
+        head = causal.get_output_embeddings()
+        weight = self.head_weight if self.head_weight is not None else head.weight
+        if _plain_frozen(head, weight):
+            return frozen_head_loss(rows, weight, targets, self.softcap)
         if self.head_weight is not None:
             logits = nn.functional.linear(rows.to(self.head_weight.dtype), self.head_weight)
         else:
-            logits = causal.get_output_embeddings()(rows)
+            logits = head(rows)
         logits = logits.float()
         if self.softcap:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+
+def _plain_frozen(head: nn.Module, weight: torch.Tensor) -> bool:
+    """A bias-free head with a frozen floating-point weight (not a trained or quantized one)."""
+    return (
+        type(head) is nn.Linear
+        and head.bias is None
+        and not weight.requires_grad
+        and weight.dtype.is_floating_point
+    )
