@@ -161,12 +161,19 @@ class PeftBackend:
         return out_dir
 
     def _load(self, model_dir: Path, adapter_dir: Path | None) -> tuple[Any, Any, Any]:
+        import torch
+
         from backends import torch_model
 
         plan = torch_model.resolve_precision(self.precision)
         model = torch_model.load_model(Path(model_dir), plan)
         if adapter_dir is not None:
             model = torch_model.load_adapter(model, Path(adapter_dir))
+            if plan.weight_dtype == torch.float32:
+                # Merged in fp32 (as `fuse` merges an fp32 base): the candidate is judged on the weights
+                # it would be promoted with, at the base model's speed (27 eval prompts on
+                # the 270M model: 35 s with the adapter beside the weights, ~19 s merged).
+                model = model.merge_and_unload()
         model.eval()
         return model, load_tokenizer(Path(model_dir)), plan
 

@@ -351,6 +351,14 @@ def test_fused_model_gives_the_logits_of_base_plus_adapter(
             plain = adapted(ids).logits
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(got, plain, atol=1e-3)  # the adapter changed something
+    # Evaluation merges the adapter in fp32 too: it judges what `fuse` writes.
+    prompts = [[{"role": "user", "content": "Who are you?"}], [{"role": "user", "content": "x"}]]
+    assert BACKEND.generate(tiny_llama_dir, result.adapter_dir, prompts, max_tokens=8) == (
+        BACKEND.generate(fused, None, prompts, max_tokens=8)
+    )
+    assert BACKEND.loss(tiny_llama_dir, result.adapter_dir, dataset / "valid.jsonl") == (
+        pytest.approx(BACKEND.loss(fused, None, dataset / "valid.jsonl"), rel=1e-5)
+    )
 
 
 def test_lora_targets_and_layers(tiny_qwen2_dir: Path) -> None:

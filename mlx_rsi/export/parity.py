@@ -161,18 +161,25 @@ def _starts_twice(ids: list[int], bos: int | None) -> bool:
 def _hf_greedy(model: Any, prompt_ids: list[int]) -> tuple[list[int], Any, list[float]]:
     import torch
 
-    sequence = list(prompt_ids)
+    tokens: list[int] = []
     first = None
     margins = []
     with torch.no_grad():
-        for _ in range(NEW_TOKENS):
-            logits = model(torch.tensor([sequence])).logits[0, -1].float()
+        # Decoded with the KV cache, as llama.cpp does (recomputing the whole sequence at
+        # every token took 15 of the 35 s of a q8_0 export of the 270M model).
+        out = model(torch.tensor([list(prompt_ids)]), use_cache=True, logits_to_keep=1)
+        for step in range(NEW_TOKENS):
+            logits = out.logits[0, -1].float()
             if first is None:
                 first = logits.numpy().copy()
             top = torch.topk(logits, 2).values
             margins.append(float(top[0] - top[1]))
-            sequence.append(int(torch.argmax(logits)))
-    return sequence[len(prompt_ids) :], first, margins
+            tokens.append(int(torch.argmax(logits)))
+            if step + 1 < NEW_TOKENS:
+                out = model(
+                    torch.tensor([tokens[-1:]]), past_key_values=out.past_key_values, use_cache=True
+                )
+    return tokens, first, margins
 
 
 def check_gguf(path: Path, qtype: str, ref: Reference) -> ParityResult:
