@@ -170,9 +170,9 @@ class PeftBackend:
         if adapter_dir is not None:
             model = torch_model.load_adapter(model, Path(adapter_dir))
             if plan.weight_dtype == torch.float32:
-                # Merged in fp32 (as `fuse` merges an fp32 base): the candidate is judged on the weights
-                # it would be promoted with, at the base model's speed (27 eval prompts on
-                # the 270M model: 35 s with the adapter beside the weights, ~19 s merged).
+                # Merged in fp32, as `fuse` merges an fp32 base: the candidate is judged on
+                # the weights it would be promoted with, at the base model's speed (27 eval
+                # prompts, 270M model: 35 s with the adapter beside the weights, ~19 merged).
                 model = model.merge_and_unload()
         model.eval()
         return model, load_tokenizer(Path(model_dir)), plan
