@@ -161,6 +161,7 @@ def _starts_twice(ids: list[int], bos: int | None) -> bool:
 def _hf_greedy(model: Any, prompt_ids: list[int]) -> tuple[list[int], Any, list[float]]:
     import torch
 
+    cache_arg = _cache_arg(model)
     tokens: list[int] = []
     first = None
     margins = []
@@ -176,10 +177,16 @@ def _hf_greedy(model: Any, prompt_ids: list[int]) -> tuple[list[int], Any, list[
             margins.append(float(top[0] - top[1]))
             tokens.append(int(torch.argmax(logits)))
             if step + 1 < NEW_TOKENS:
-                out = model(
-                    torch.tensor([tokens[-1:]]), past_key_values=out.past_key_values, use_cache=True
-                )
+                cache = {cache_arg: getattr(out, cache_arg)}
+                out = model(torch.tensor([tokens[-1:]]), use_cache=True, **cache)
     return tokens, first, margins
+
+
+def _cache_arg(model: Any) -> str:
+    """The forward argument that takes the KV cache (transformers 5 renamed it ``cache``)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def check_gguf(path: Path, qtype: str, ref: Reference) -> ParityResult:
