@@ -21,7 +21,7 @@ class FrozenHeadCrossEntropy(torch.autograd.Function):
     """Summed next-token cross-entropy of ``hidden @ weight.T`` against ``targets``."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         hidden: torch.Tensor,
         weight: torch.Tensor,

@@ -149,8 +149,8 @@ def _one_gguf_parse() -> Iterator[None]:
     original = gguf.GGUFReader
     readers: dict[tuple[str, str], Any] = {}
 
-    def shared(path: Any, mode: str = "r") -> Any:
-        key = (str(Path(path).resolve()), mode)
+    def shared(path: Any, mode: Any = "r") -> Any:
+        key = (str(Path(path).resolve()), str(mode))
         if key not in readers:
             readers[key] = original(path, mode)
         return readers[key]
