@@ -74,6 +74,26 @@ def test_step_clock_scales_to_the_average_steps_tokens() -> None:
     assert clock.seconds_per_step() == 2.0 * (240 + 160) / (120 + 160)
 
 
+def test_a_cycles_estimate_scales_its_first_steps_to_the_split(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The cycle's timer hands the start event's split counts to its clock."""
+    from backends.base import TrainEvent
+    from mlx_rsi.commands.train import TrainingTimer
+    from mlx_rsi.ui import UI
+
+    timer = TrainingTimer(UI(), Config())  # batch 2 x accumulation 2: 4 examples a step
+    start = {"examples": 100, "target_tokens": 6000, "tokens": 10000}
+    timer(TrainEvent("start", total_steps=75, extra=start))
+    assert timer.clock is not None
+    timer.clock.started = 0.0  # ten steps of short batches (120 trained tokens), 2 s each
+    timer.clock(TrainEvent("step", step=10, total_steps=75, trained_tokens=1200))
+    timer.clock.steps[-1] = (10, 20.0, 1200)
+    timer.estimate = from_clock(timer.clock, timer.examples, trials=1)
+    assert timer.estimate is not None
+    assert timer.estimate.seconds_per_step == pytest.approx(2.0 * (240 + 160) / (120 + 160))
+
+
 def test_step_clock_before_any_step_gives_no_estimate() -> None:
     assert from_clock(StepClock(), examples=10, trials=1) is None
 

@@ -200,7 +200,9 @@ class TrainingTimer:
                 self.clock = StepClock(
                     train.per_device_train_batch_size * train.gradient_accumulation_steps
                 )
-                self.clock.began = self.clock.started = now
+                # The clock takes the start time and the split's token counts from this
+                # event below (setting ``started`` here made it skip them: no scaling).
+                self.clock.began = now
         if self.clock is None or self.estimate is not None:
             self.last_end = now if event.kind == "end" else self.last_end
             return
